@@ -1,0 +1,120 @@
+"""Image pipelines (torchvision.transforms.v2): PIL image in, float32 CHW normalised tensor out.
+
+Train: warp-resize to (height, width), zero-pad + random crop back, horizontal flip, optional colour
+jitter, float conversion, normalisation, random erasing. Each augmentation is off when its argument
+is 0. Test: warp-resize, float conversion, normalisation. Images are always brought to 3 channels
+(a greyscale image is repeated), so a dataset of mixed modes batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms import v2
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_train_transform", "build_test_transform", "denormalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    if len(size) != 2 or any(int(s) != s or int(s) < 1 for s in size):
+        raise ValueError(f"transforms: size must be (height, width) positive ints, got {tuple(size)!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> None:
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"transforms: mean and std need 3 values (RGB), got mean={tuple(mean)}, std={tuple(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"transforms: std values must be > 0, got {tuple(std)}")
+
+
+def _check_prob(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"transforms: {name} is a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def _to_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+
+
+def build_train_transform(
+    size: Sequence[int],
+    pad: int = 10,
+    flip: float = 0.5,
+    random_erasing: float = 0.5,
+    color_jitter: float = 0.0,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Training pipeline.
+
+    Args:
+        size: (height, width) the image is warped to (aspect ratio not kept, as RAM Sec. 3.2 "warped").
+        pad: zero padding on each side before a random crop back to ``size``; 0 disables both.
+        flip: horizontal flip probability; 0 disables.
+        random_erasing: random erasing probability (Zhong et al. 2020 defaults: area 2-33 %, aspect
+            0.3-3.3, erased to 0 = the mean colour after normalisation); 0 disables.
+        color_jitter: brightness/contrast/saturation jitter strength; 0 (default) disables.
+        mean, std: normalisation statistics (RGB, in [0, 1] units).
+
+    Returns:
+        A callable mapping a PIL image (or uint8 CHW tensor) to a float32 (3, H, W) tensor.
+    """
+    h, w = _check_size(size)
+    _check_stats(mean, std)
+    flip = _check_prob("flip", flip)
+    random_erasing = _check_prob("random_erasing", random_erasing)
+    if pad < 0 or color_jitter < 0:
+        raise ValueError(f"transforms: pad and color_jitter must be >= 0, got pad={pad}, color_jitter={color_jitter}")
+    steps: list[v2.Transform] = [v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True)]
+    if pad > 0:
+        steps.append(v2.RandomCrop((h, w), padding=int(pad), fill=0, padding_mode="constant"))
+    if flip > 0:
+        steps.append(v2.RandomHorizontalFlip(p=flip))
+    if color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    steps += _to_float(mean, std)
+    if random_erasing > 0:
+        steps.append(v2.RandomErasing(p=random_erasing, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0))
+    return v2.Compose(steps)
+
+
+def build_test_transform(
+    size: Sequence[int],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Deterministic test pipeline: warp-resize to (height, width), float32, normalise."""
+    h, w = _check_size(size)
+    _check_stats(mean, std)
+    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True), *_to_float(mean, std)])
+
+
+def denormalize(
+    tensor: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    clamp: bool = False,
+) -> torch.Tensor:
+    """Undo :func:`v2.Normalize` for display: ``tensor * std + mean`` over the channel axis.
+
+    Args:
+        tensor: (3, H, W) or (N, 3, H, W) normalised images.
+        mean, std: the statistics used to normalise.
+        clamp: clip the result to [0, 1].
+
+    Returns:
+        A new tensor of the same shape in [0, 1] units.
+    """
+    _check_stats(mean, std)
+    if tensor.dim() not in (3, 4) or tensor.shape[-3] != 3:
+        raise ValueError(f"denormalize: expected a (3, H, W) or (N, 3, H, W) tensor, got shape {tuple(tensor.shape)}")
+    m = torch.as_tensor(list(mean), dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
+    s = torch.as_tensor(list(std), dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
+    out = tensor * s + m
+    return out.clamp_(0.0, 1.0) if clamp else out
