@@ -1,0 +1,164 @@
+"""File helpers shared by the dataset parsers: tolerant text lists, folder checks, integer fields.
+
+Every helper raises :class:`DatasetFormatError` naming the file (and line) on bad input. Text lists
+tolerate CRLF, trailing spaces, a UTF-8 BOM and blank lines; line numbers are those of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .base import MISSING, DatasetFormatError
+
+__all__ = [
+    "Row",
+    "read_text",
+    "read_rows",
+    "require_dir",
+    "require_file",
+    "parse_int",
+    "parse_camera",
+    "resolve_root",
+    "DirCache",
+    "check_choice",
+    "missing_image",
+    "unlisted_note",
+    "IMAGE_SUFFIXES",
+    "lookup",
+]
+
+Row = tuple[int, list[str]]
+"""A non-blank line of a text list: (1-based line number, whitespace-separated tokens)."""
+
+_INT = re.compile(r"^[+-]?\d+$")
+_CAMERA = re.compile(r"^[cC]?(\d+)$")
+
+
+def read_text(path: Path) -> str:
+    """Whole file as text (UTF-8, BOM stripped); a non-UTF-8 byte is an error naming the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DatasetFormatError(path, "UTF-8/ASCII text", line=line,
+                                 got=data[err.start: err.start + 8].decode("latin-1")) from None
+
+
+def read_rows(path: Path, ncols: int | None = None, expected: str = "") -> list[Row]:
+    """Non-blank lines of ``path`` split on whitespace.
+
+    Args:
+        path: the list file (must exist: check with :func:`require_file` first for a clear message).
+        ncols: when given, every row must have exactly this many tokens.
+        expected: what a line should look like, for the error message.
+    """
+    rows: list[Row] = []
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if ncols is not None and len(tokens) != ncols:
+            raise DatasetFormatError(path, expected or f"{ncols} space-separated fields", line=number,
+                                     got=line.strip())
+        rows.append((number, tokens))
+    return rows
+
+
+def require_dir(path: Path, expected: str = "a folder") -> Path:
+    """``path`` if it is a folder, else a :class:`DatasetFormatError` naming it."""
+    if not Path(path).is_dir():
+        raise DatasetFormatError(path, f"{expected} (not found)")
+    return Path(path)
+
+
+def require_file(path: Path, expected: str = "a file") -> Path:
+    """``path`` if it is a file, else a :class:`DatasetFormatError` naming it."""
+    if not Path(path).is_file():
+        raise DatasetFormatError(path, f"{expected} (not found)")
+    return Path(path)
+
+
+def parse_int(token: str, path: Path, line: int | None, expected: str) -> int:
+    """``int(token)`` for a decimal token (zero padding allowed), else an error naming file and line."""
+    if not _INT.match(token):
+        raise DatasetFormatError(path, expected, line=line, got=token)
+    return int(token)
+
+
+def parse_camera(token: str, path: Path, line: int | None) -> int:
+    """Camera id from ``c001`` / ``C026`` / ``26`` -> int."""
+    match = _CAMERA.match(token.strip())
+    if match is None:
+        raise DatasetFormatError(path, "a camera id like 'c001'", line=line, got=token)
+    return int(match.group(1))
+
+
+def resolve_root(root: str | Path, markers: tuple[str, ...], subfolders: tuple[str, ...]) -> Path:
+    """The dataset folder: ``root`` itself, or one of ``subfolders`` when only that holds ``markers``.
+
+    Users point at either the dataset folder or its parent (``/data`` holding ``VeRi/``). When neither
+    holds the markers, ``root`` is returned so that the parser names the first missing entry.
+    """
+    base = Path(root).expanduser().absolute()
+    if not base.is_dir():
+        raise DatasetFormatError(base, "an existing dataset root folder (not found)")
+    if all((base / m).exists() for m in markers):
+        return base
+    for sub in subfolders:
+        if all((base / sub / m).exists() for m in markers):
+            return base / sub
+    return base
+
+
+class DirCache:
+    """Folder listings read once: ``name in cache[folder]`` instead of one ``stat`` per image."""
+
+    def __init__(self) -> None:
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def __getitem__(self, folder: str | Path) -> frozenset[str]:
+        key = str(folder)
+        if key not in self._listings:
+            try:
+                with os.scandir(key) as entries:
+                    self._listings[key] = frozenset(e.name for e in entries if not e.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[key] = frozenset()
+        return self._listings[key]
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming the option."""
+    if value not in choices:
+        raise ValueError(f"option {option}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def missing_image(list_path: Path, line: int, image: Path) -> DatasetFormatError:
+    """The error for an image that a list names but that is not on disk."""
+    return DatasetFormatError(list_path, f"the listed image {image} on disk (listed but missing)", line=line,
+                              got=Path(image).name)
+
+
+def unlisted_note(folder: Path, present: frozenset[str], listed: set[str], list_name: str) -> str | None:
+    """A warning line when ``folder`` holds images that no list names (they are not loaded)."""
+    extra = sum(1 for n in present if n.lower().endswith(IMAGE_SUFFIXES) and n not in listed)
+    if not extra:
+        return None
+    return f"{folder.name}/: {extra} image(s) on disk are not listed in {list_name} (not loaded)"
+
+
+def lookup(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``table[keys]`` with ``MISSING`` where a key is negative or beyond the table (a vectorised join)."""
+    out = np.full(len(keys), MISSING, np.int64)
+    known = (keys >= 0) & (keys < len(table))
+    out[known] = table[keys[known]]
+    return out
