@@ -1,0 +1,10 @@
+"""One writer per real dataset layout (datasets.md): VeRi-776, VehicleID, CityFlow, CompCars."""
+
+from __future__ import annotations
+
+from .cityflow import write_cityflow
+from .compcars import write_compcars
+from .vehicleid import write_vehicleid
+from .veri import write_veri
+
+__all__ = ["write_veri", "write_vehicleid", "write_cityflow", "write_compcars"]
