@@ -1,0 +1,177 @@
+"""The Hydra app end to end: config composition, every experiment's fast_dev_run, user errors,
+multirun, wandb offline, seeded repeatability, resuming, and DDP evaluation equality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, TINY, compose, run_cli
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def test_experiments_exist():
+    assert {"baseline_synthetic", "ram_synthetic", "ram_veri", "ram_vehicleid"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_compose_every_experiment(name: str, tmp_path: Path, cache_dir: Path):
+    cfg = compose([f"+experiment={name}"], tmp_path)
+    assert cfg.experiment_name == name
+    # every _target_ resolves to a class, and the whole config resolves
+    for node in (cfg.data, cfg.model, cfg.trainer):
+        assert get_class(node._target_) is not None
+    OmegaConf.to_container(cfg.model, resolve=True)
+    if name.startswith("ram_"):
+        assert list(cfg.stages) == ["baseline", "bn", "bn_r", "ram"]
+
+
+def _fast_dev_overrides(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
+    over = [f"+experiment={name}", *TINY, "trainer.fast_dev_run=true", "trainer=cpu"]
+    if name == "ram_veri":
+        over = [o for o in over if not o.startswith("data")] + [
+            f"data.root={veri_world}", "data.image_size=[96,96]", "data.batch_size=8", "data.num_workers=0",
+            "data.eval_batch_size=32"]
+    if name in ("ram_vehicleid", "ram_synthetic_vehicleid"):
+        over = [o for o in over if not o.startswith("data")] + [
+            f"data.root={vehicleid_world}", "data.synthetic=null", "data.image_size=[96,96]", "data.batch_size=8", "data.num_workers=0",
+            "data.eval_batch_size=32", "data.test_sizes=[small,medium]", "data.protocol_options.repeats=2"]
+    return over
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
+    from vreid_lightning.data.datasets import load_dataset
+    from vreid_lightning.run import run
+
+    over = _fast_dev_overrides(name, veri_world, vehicleid_world)
+    if "vehicleid" in name:
+        sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
+        over = [o if not o.startswith("data.test_sizes") else f"data.test_sizes=[{','.join(sizes)}]" for o in over]
+    results = run(compose(over, tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("mAP", "rank1", "rank5", "rank10", "mINP"):
+        assert 0.0 <= saved["test"][key] <= 1.0
+    if name.startswith("ram_"):
+        assert list(saved["stages"]) == ["baseline", "bn", "bn_r", "ram"]
+        assert "f_c+f_b+f_r+f_a" in saved["features"]
+    if "vehicleid" in name:
+        assert "mAP_std" in saved["test"] and "rank1_std" in saved["test"]
+
+
+def test_unknown_experiment_is_one_clear_line(tmp_path: Path):
+    p = run_cli(["+experiment=no_such_exp"], tmp_path, timeout=120)
+    assert p.returncode != 0
+    assert "no_such_exp" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_override_key_names_it(tmp_path: Path):
+    p = run_cli(["+experiment=baseline_synthetic", "trainer.max_epohcs=3"], tmp_path, timeout=120)
+    assert p.returncode != 0
+    assert "max_epohcs" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_wrong_dataset_root_names_the_path(tmp_path: Path):
+    missing = tmp_path / "no" / "VeRi"
+    p = run_cli(["+experiment=ram_veri", f"data.root={missing}", "trainer=cpu"], tmp_path, timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert str(missing) in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def _short_train(seed: int, extra: list[str] = ()) -> list[str]:
+    return ["+experiment=baseline_synthetic", *TINY, f"seed={seed}", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3", "trainer.check_val_every_n_epoch=1", *extra]
+
+
+def test_same_seed_same_metrics(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.run import run
+
+    a = run(compose(_short_train(3), tmp_path / "a"))
+    b = run(compose(_short_train(3), tmp_path / "b"))
+    c = run(compose(_short_train(4), tmp_path / "c"))
+    assert a["test"] == b["test"]
+    assert a["test"] != c["test"]
+
+
+def test_resume_from_last_checkpoint(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.run import run
+
+    run(compose(_short_train(0), tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    res = run(compose(_short_train(0, ["trainer.max_epochs=2", f"ckpt_path={last}"]), tmp_path / "resumed"))
+    (metrics_csv,) = (tmp_path / "resumed" / "csv").rglob("metrics.csv")
+    header, *lines = metrics_csv.read_text().splitlines()
+    rows = [dict(zip(header.split(","), ln.split(","))) for ln in lines]
+    val_epochs = {r["epoch"] for r in rows if r.get("val/mAP")}
+    assert val_epochs == {"1"}  # epoch 0 came from the checkpoint; only epoch 1 ran
+    assert 0.0 <= res["test"]["mAP"] <= 1.0
+
+
+def test_multirun_two_jobs(tmp_path: Path, veri_world: Path):
+    p = run_cli(["-m", "+experiment=baseline_synthetic", *TINY, "trainer.fast_dev_run=true", "seed=1,2"],
+                tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted((tmp_path / "outputs" / "baseline_synthetic" / "multiruns").rglob("results.json"))
+    assert len(results) == 2
+    assert {r.parent.name for r in results} == {"0", "1"}
+    assert "Run directory:" in p.stdout
+
+
+def test_wandb_offline_writes_a_run(tmp_path: Path, veri_world: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(home / ".netrc"),
+           "WANDB_DISABLE_GIT": "true", "WANDB_SILENT": "true"}
+    p = run_cli([*_short_train(0), "logger=wandb", "trainer.limit_val_batches=1"], tmp_path, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "baseline_synthetic" / "runs").glob("*/wandb/offline-run-*"))
+    assert len(runs) == 1, p.stderr[-2000:]
+    assert any(runs[0].rglob("*.wandb"))
+
+
+def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_world: Path):
+    """Two gloo ranks shard the evaluation images without padding; the metrics are exactly the same."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from vreid_lightning.run import _build_model
+
+    cfg = compose([*_short_train(0), "trainer.max_epochs=1"], tmp_path)
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.setup("fit")
+    model = _build_model(cfg, dm, None)
+    ckpt = tmp_path / "model.ckpt"
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=2, limit_val_batches=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(ckpt)
+
+    def evaluate(devices: int, strategy: str) -> dict:
+        m = type(model).load_from_checkpoint(ckpt, weights_only=False)
+        m.results_path = str(tmp_path / f"eval_{devices}.json")
+        t = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False)
+        t.test(m, datamodule=dm)
+        return json.loads(Path(m.results_path).read_text())
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each CPU DDP worker, so the kernels reduce in the same order
+    try:
+        single = evaluate(1, "auto")
+    finally:
+        torch.set_num_threads(threads)
+    double = evaluate(2, "ddp_spawn")
+    assert single["metrics"]["mAP"] > 0
+    assert double == single

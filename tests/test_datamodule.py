@@ -1,0 +1,75 @@
+"""DataModule pieces: label remapping, evaluation shards, evaluation sets, the synthetic-world cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vreid_lightning.data.datamodule import ReIDDataModule, ShardSampler, remap_labels
+from vreid_lightning.data.datasets.base import MISSING
+
+
+def test_remap_labels_contiguous_and_keeps_ignore():
+    mapped, classes = remap_labels(np.array([7, 3, MISSING, 7, 10, MISSING]))
+    assert classes.tolist() == [3, 7, 10]
+    assert mapped.tolist() == [1, 0, MISSING, 1, 2, MISSING]
+
+
+@pytest.mark.parametrize("n,bs,world", [(10, 3, 2), (7, 4, 3), (5, 8, 2), (64, 8, 4)])
+def test_shard_sampler_covers_once_in_whole_batches(n: int, bs: int, world: int):
+    shards = [ShardSampler(n, bs, rank=r, world=world).indices for r in range(world)]
+    flat = sorted(i for s in shards for i in s)
+    assert flat == list(range(n))  # every row exactly once, no padding duplicates
+    single_batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
+    for r, shard in enumerate(shards):
+        batches = [shard[i:i + bs] for i in range(0, len(shard), bs)]
+        assert batches == single_batches[r::world]  # same batch composition as one process
+
+
+def test_vehicleid_eval_set_shares_images_between_sizes(vehicleid_world: Path):
+    dm = ReIDDataModule(dataset="vehicleid", root=str(vehicleid_world), image_size=(32, 32), num_workers=0)
+    dm.setup("fit")
+    es = dm.eval_set
+    assert es.protocol == "vehicleid"
+    sizes = list(es.groups)
+    assert len(sizes) >= 2
+    all_paths = [p for s in sizes for p in (dm.dataset.test_lists[s].paths)]
+    assert len(es.split) == len(set(all_paths))  # each image extracted once
+    for s in sizes:
+        assert [es.split.paths[i] for i in es.groups[s]] == dm.dataset.test_lists[s].paths
+
+
+def test_image_eval_set_and_attribute_classes(veri_world: Path):
+    dm = ReIDDataModule(dataset="veri", root=str(veri_world), image_size=(32, 32), num_workers=0,
+                        attributes=["colour", "type"])
+    dm.setup("fit")
+    es = dm.eval_set
+    assert len(es.groups["query"]) == len(dm.dataset.query)
+    assert len(es.groups["gallery"]) == len(dm.dataset.gallery)
+    assert dm.num_classes == dm.dataset.train.num_ids
+    assert set(dm.attribute_classes) == {"colour", "type"}
+    assert all(0 < c <= 10 for c in dm.attribute_classes.values())
+    with pytest.raises(KeyError, match="model"):
+        ReIDDataModule(dataset="veri", root=str(veri_world), attributes=["model"], num_workers=0).setup("fit")
+
+
+def test_missing_root_is_a_clear_error():
+    with pytest.raises(ValueError, match="data.root"):
+        ReIDDataModule(dataset="veri", root=None)
+
+
+def test_synthetic_world_is_cached_and_regenerated_on_change(tmp_path: Path):
+    from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+    params = {"layout": "veri", "ids": 8, "seed": 1, "image_size": 48, "images_per_id": 8}
+    a = ensure_synthetic_world(tmp_path, params, progress=False)
+    stamp = json.loads((a / "world.json").read_text())
+    assert stamp["params"] == params and stamp["generator_version"]
+    mtime = (a / "world.json").stat().st_mtime_ns
+    assert ensure_synthetic_world(tmp_path, params, progress=False) == a
+    assert (a / "world.json").stat().st_mtime_ns == mtime  # reused, not rewritten
+    b = ensure_synthetic_world(tmp_path, {**params, "seed": 2}, progress=False)
+    assert b != a and (b / "world.json").is_file()

@@ -1,0 +1,42 @@
+"""Entry point: ``python -m vreid_lightning +experiment=NAME [overrides]``.
+
+Thin: compose the config with Hydra, hand it to :func:`vreid_lightning.run.run`. User errors (a wrong
+dataset path, a malformed annotation, an unknown option) end with one line naming the file or key and
+exit code 2; set ``VREID_DEBUG=1`` for the full traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from vreid_lightning.errors import USER_ERRORS, format_user_error
+
+log = logging.getLogger("vreid_lightning")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from vreid_lightning.run import run
+    from vreid_lightning.wandb_utils import finish_wandb
+
+    code = 1
+    try:
+        results = run(cfg)
+        code = 0
+        return float(results.get("test", {}).get("mAP", float("nan")))
+    except USER_ERRORS as e:
+        if os.environ.get("VREID_DEBUG"):
+            raise
+        print(f"error: {format_user_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        finish_wandb(exit_code=code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""LightningDataModule for re-ID: a training set, and the evaluation sets of the dataset's protocol.
+
+Data flows one way: a parser reads the layout into a :class:`ReIDDataset`; this module remaps labels
+to contiguous classes (per attribute, unlabelled stays -1), builds the training loader with an
+identity sampler, and one evaluation loader per stage holding every image the protocol needs exactly
+once. Evaluation metadata (ids, cameras, which rows are queries/gallery) is kept here as arrays and
+handed to the method, which evaluates tensors, never files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vreid_lightning.data.datasets import load_dataset, merge_datasets
+from vreid_lightning.data.datasets.base import MISSING, DatasetFormatError, ReIDDataset, Split
+from vreid_lightning.data.samplers import build_sampler
+from vreid_lightning.data.transforms import build_test_transform, build_train_transform
+
+__all__ = ["EvalSet", "ImageDataset", "ReIDDataModule", "ShardSampler", "remap_labels"]
+
+log = logging.getLogger(__name__)
+
+
+def remap_labels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map labels to contiguous 0..C-1, keeping ``MISSING`` (-1) as the ignore label.
+
+    Returns:
+        (remapped, classes): ``classes[c]`` is the original value of class ``c``.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    known = values != MISSING
+    classes, inverse = np.unique(values[known], return_inverse=True)
+    out = np.full(values.shape, MISSING, dtype=np.int64)
+    out[known] = inverse
+    return out, classes
+
+
+class ImageDataset(Dataset):
+    """Images of a :class:`Split` with their (remapped) labels.
+
+    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid`` and
+    ``attrs`` (name -> label, -1 = unlabelled).
+    """
+
+    def __init__(self, split: Split, transform: Callable, pids: np.ndarray | None = None,
+                 attributes: dict[str, np.ndarray] | None = None) -> None:
+        self.split = split
+        self.transform = transform
+        self.pids = split.pids if pids is None else pids
+        self.attributes = attributes if attributes is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def load(self, i: int) -> Image.Image:
+        path = self.split.paths[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise DatasetFormatError(path, "a readable image (JPEG/PNG)", got=f"{type(e).__name__}: {e}") from None
+        if self.split.boxes is not None and self.split.boxes[i][0] != MISSING:
+            x1, y1, x2, y2 = (int(v) for v in self.split.boxes[i])
+            img = img.crop((x1, y1, x2, y2))
+        return img
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "image": self.transform(self.load(i)),
+            "index": i,
+            "pid": int(self.pids[i]),
+            "camid": int(self.split.camids[i]),
+            "attrs": {k: int(v[i]) for k, v in self.attributes.items()},
+        }
+
+
+class ShardSampler(Sampler[int]):
+    """Deterministic, non-padding shard of ``range(n)``: whole batches dealt round-robin to ranks.
+
+    Unlike ``DistributedSampler`` it never repeats samples to even out the shards (the evaluation
+    gathers features with their row indices, so uneven shards are exact), and each image lands in
+    the same batch as in a single-process run, so its features are computed identically.
+    """
+
+    def __init__(self, n: int, batch_size: int = 1, rank: int | None = None, world: int | None = None) -> None:
+        if world is None:
+            dist = torch.distributed
+            world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        rank = rank or 0
+        starts = range(rank * batch_size, n, world * batch_size)
+        self.indices = [i for s in starts for i in range(s, min(s + batch_size, n))]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class EvalSet:
+    """Every image one evaluation needs, once, and how the protocol uses them.
+
+    Attributes:
+        split: the unique images to extract features from.
+        protocol: ``image`` (query vs gallery with junk removal) or ``vehicleid``.
+        groups: for ``image``: ``{"query": rows, "gallery": rows}``; for ``vehicleid``:
+            ``{"800": rows, "1600": rows, ...}`` (rows index ``split``).
+        options: protocol options (repeats, seed ...).
+    """
+
+    split: Split
+    protocol: str
+    groups: dict[str, np.ndarray]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _build_eval_set(ds: ReIDDataset, test_sizes: Sequence[str] | None, options: dict[str, Any]) -> EvalSet:
+    if ds.protocol == "image":
+        if ds.query is None or ds.gallery is None:
+            raise DatasetFormatError(ds.root, "query and gallery splits for the image-to-image protocol")
+        split = Split.concat([ds.query, ds.gallery])
+        nq = len(ds.query)
+        return EvalSet(split, "image", {"query": np.arange(nq), "gallery": np.arange(nq, len(split))}, options)
+    if ds.protocol == "vehicleid":
+        sizes = [str(s) for s in (test_sizes or list(ds.test_lists))]
+        missing = [s for s in sizes if s not in ds.test_lists]
+        if missing:
+            raise DatasetFormatError(
+                Path(ds.root) / "train_test_split",
+                f"test lists for sizes {missing} (found: {sorted(ds.test_lists, key=int)})",
+            )
+        parts, groups, offset = [], {}, 0
+        path_row: dict[str, int] = {}
+        for s in sizes:
+            lst = ds.test_lists[s]
+            rows = np.empty(len(lst), dtype=np.int64)
+            new = []
+            for j, p in enumerate(lst.paths):
+                r = path_row.get(p)
+                if r is None:
+                    r = path_row[p] = offset + len(new)
+                    new.append(j)
+                rows[j] = r
+            parts.append(lst.subset(new))
+            offset += len(new)
+            groups[s] = rows
+        return EvalSet(Split.concat(parts), "vehicleid", groups, options)
+    raise ValueError(f"unknown protocol {ds.protocol!r} of dataset {ds.name!r}; expected 'image' or 'vehicleid'")
+
+
+def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "image": torch.stack([it["image"] for it in items]),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "pid": torch.tensor([it["pid"] for it in items], dtype=torch.long),
+        "camid": torch.tensor([it["camid"] for it in items], dtype=torch.long),
+    }
+    names = items[0]["attrs"].keys() if items else []
+    out["attrs"] = {k: torch.tensor([it["attrs"][k] for it in items], dtype=torch.long) for k in names}
+    return out
+
+
+class ReIDDataModule(L.LightningDataModule):
+    """Training and evaluation data for one target dataset (plus optional extra training sources).
+
+    Args:
+        dataset: parser name (``veri``, ``vehicleid``, ``cityflow``, ``compcars``).
+        root: dataset root folder. Ignored when ``synthetic`` is given.
+        dataset_options: keyword options of the parser (e.g. ``verify_images``, ``val_seed``).
+        synthetic: generator parameters: the VeRi-layout (or other) synthetic world is generated
+            into ``cache_dir`` on first use and reused afterwards.
+        cache_dir: where synthetic worlds are cached.
+        extra_sources: list of ``{dataset, root, options}``: extra training data merged with
+            disjoint label spaces (VehicleNet); their test splits are never used.
+        attributes: attribute columns to train on (None: every attribute of the training split).
+        image_size: (height, width) fed to the network.
+        batch_size: training batch size (P x K for the PK sampler).
+        sampler: ``pk``, ``balanced`` or ``shuffle``.
+        num_instances: K of the PK sampler.
+        eval_batch_size, num_workers, pin_memory: loader settings.
+        train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
+        test_sizes: VehicleID test lists to evaluate (default: every list present).
+        protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
+        max_train_images: cap on training images (debugging); logged loudly when it bites.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "veri",
+        root: str | None = None,
+        dataset_options: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        cache_dir: str = ".cache",
+        extra_sources: list[dict[str, Any]] | None = None,
+        attributes: list[str] | None = None,
+        image_size: Sequence[int] = (224, 224),
+        batch_size: int = 64,
+        sampler: str = "shuffle",
+        num_instances: int = 4,
+        eval_batch_size: int = 128,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        train_transform: dict[str, Any] | None = None,
+        test_sizes: Sequence[int | str] | None = None,
+        protocol_options: dict[str, Any] | None = None,
+        max_train_images: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if synthetic is None and not root:
+            raise ValueError(f"data.root is not set: point it at your {dataset} copy (data.root=/path/to/{dataset})")
+        self.dataset_name = dataset
+        self.root = root
+        self.dataset_options = dict(dataset_options or {})
+        self.synthetic = dict(synthetic) if synthetic else None
+        self.cache_dir = cache_dir
+        self.extra_sources = list(extra_sources or [])
+        self.attribute_names = list(attributes) if attributes is not None else None
+        self.image_size = tuple(int(s) for s in image_size)
+        self.batch_size = batch_size
+        self.sampler_name = sampler
+        self.num_instances = num_instances
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.train_transform_options = dict(train_transform or {})
+        self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
+        self.protocol_options = dict(protocol_options or {})
+        self.max_train_images = max_train_images
+        self.seed = seed
+        self._ready = False
+
+    # ------------------------------------------------------------------ preparation
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+            ensure_synthetic_world(self.cache_dir, self.synthetic)
+
+    def _resolve_root(self) -> str:
+        if self.synthetic is not None:
+            from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+            return str(ensure_synthetic_world(self.cache_dir, self.synthetic))
+        return str(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        root = self._resolve_root()
+        self.dataset = load_dataset(self.dataset_name, root, **self.dataset_options)
+        for w in self.dataset.warnings:
+            log.warning("%s: %s", self.dataset_name, w)
+        train = self.dataset.train
+        self.source_summary: list[dict[str, Any]] = []
+        if self.extra_sources:
+            sources = [self.dataset] + [
+                load_dataset(s["dataset"], s["root"], **dict(s.get("options") or {})) for s in self.extra_sources
+            ]
+            train, self.source_summary = merge_datasets(sources)
+            for row in self.source_summary:
+                log.info("training source %s", row)
+        if self.max_train_images is not None and len(train) > self.max_train_images:
+            log.warning("data.max_train_images=%d: training on %d of %d images (a subset!)",
+                        self.max_train_images, self.max_train_images, len(train))
+            rng = np.random.default_rng(self.seed)
+            train = train.subset(np.sort(rng.choice(len(train), self.max_train_images, replace=False)))
+        self.train_split = train
+        self.train_pids, self.pid_classes = remap_labels(train.pids)
+        names = self.attribute_names if self.attribute_names is not None else sorted(train.attributes)
+        unknown = [n for n in names if n not in train.attributes]
+        if unknown:
+            raise KeyError(
+                f"data.attributes: {unknown} not in the {self.dataset_name} training split "
+                f"(available: {sorted(train.attributes)})"
+            )
+        self.train_attributes: dict[str, np.ndarray] = {}
+        self.attribute_classes: dict[str, int] = {}
+        for n in names:
+            mapped, classes = remap_labels(train.attributes[n])
+            if len(classes) == 0:
+                log.warning("attribute %r has no labelled training image: not trained", n)
+                continue
+            self.train_attributes[n] = mapped
+            self.attribute_classes[n] = int(len(classes))
+        self.eval_set = _build_eval_set(self.dataset, self.test_sizes, self.protocol_options)
+        self._ready = True
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        return int(len(self.pid_classes))
+
+    def summary(self) -> dict[str, Any]:
+        out = self.dataset.summary()
+        out["train_classes"] = self.num_classes
+        out["attribute_classes_trained"] = dict(self.attribute_classes)
+        if self.source_summary:
+            out["sources"] = self.source_summary
+        return out
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, ds: Dataset, batch_size: int, sampler: Sampler | None, train: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=train,
+            collate_fn=_default_collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        tf = build_train_transform(self.image_size, **self.train_transform_options)
+        ds = ImageDataset(self.train_split, tf, self.train_pids, self.train_attributes)
+        extra = {"k": self.num_instances} if self.sampler_name == "pk" else {}
+        sampler = build_sampler(self.sampler_name, self.train_pids, self.batch_size, seed=self.seed, **extra)
+        return self._loader(ds, self.batch_size, sampler, train=True)
+
+    def _eval_loader(self) -> DataLoader:
+        ds = ImageDataset(self.eval_set.split, build_test_transform(self.image_size))
+        return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader()

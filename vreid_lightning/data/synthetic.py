@@ -1,0 +1,70 @@
+"""The synthetic world as a cached dataset: generate once, reuse while its parameters hold.
+
+``data=synthetic`` points the DataModule at a world written by :mod:`vreid_lightning.synth` in the
+real VeRi layout. The world is generated on first use into ``<cache_dir>/synthetic/<key>/`` where the
+key hashes the generator version and every parameter; ``world.json`` beside it records both. A
+later run with the same parameters reuses it; any change (parameters or generator version) gives a
+new key, hence a fresh world. Generation writes into a temporary folder renamed into place at the
+end, so an interrupted run never leaves a half-written world behind that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ensure_synthetic_world", "synthetic_world_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def _key(params: dict[str, Any], version: str) -> str:
+    blob = json.dumps({"version": version, **params}, sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:10]
+
+
+def synthetic_world_dir(cache_dir: str | Path, params: dict[str, Any]) -> Path:
+    """Folder the world with these generator parameters lives in (it may not exist yet)."""
+    from vreid_lightning.synth import GENERATOR_VERSION
+
+    layout = params.get("layout", "veri")
+    return Path(cache_dir) / "synthetic" / f"{layout}_{params.get('ids')}ids_seed{params.get('seed', 0)}_{_key(params, GENERATOR_VERSION)}"
+
+
+def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progress: bool = True) -> Path:
+    """Return the root of the synthetic world with ``params``, generating it if needed.
+
+    Args:
+        cache_dir: where worlds are cached.
+        params: keyword arguments of :func:`vreid_lightning.synth.generate` (``layout``, ``ids``,
+            ``seed``, ``image_size`` ...), minus ``out``.
+        progress: show the generator's progress bar.
+    """
+    from vreid_lightning.synth import GENERATOR_VERSION, generate
+
+    params = dict(params)
+    root = synthetic_world_dir(cache_dir, params)
+    stamp = root / "world.json"
+    if stamp.is_file():
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("generator_version") == GENERATOR_VERSION and recorded.get("params") == params:
+            return root
+    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log.info("Generating synthetic %s world (%s) into %s", params.get("layout", "veri"), params, root)
+    t0 = time.time()
+    generate(out=tmp, progress=progress, **params)
+    (tmp / "world.json").write_text(
+        json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
+                    "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)
+    )
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root

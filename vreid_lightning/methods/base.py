@@ -1,0 +1,277 @@
+"""ReIDModule: the Lightning base every method sits on. It owns evaluation.
+
+A method subclass supplies the network, the training loss and the named retrieval features; the base:
+
+- extracts features for every evaluation image once per evaluation (optional flip averaging),
+- shards the images across ranks without padding (``ShardSampler``) and gathers features with their
+  row indices through a torchmetrics ``Metric`` with ``cat`` reduction, de-duplicating by index,
+- evaluates once under the dataset's protocol (image-to-image with junk removal, or VehicleID's
+  repeated random gallery), for the method's main feature and any feature combinations it offers,
+- logs ``val/mAP``, ``val/rank1``, ``val/rank5``, ``val/rank10``, ``val/mINP`` (and ``test/...``) and
+  keeps the results for ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from vreid_lightning.evaluation.protocols import image_protocol, vehicleid_protocol
+
+__all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "METRIC_KEYS"]
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+DEFAULT_EVAL: dict[str, Any] = {
+    "flip": True,          # average the features of the image and its horizontal flip
+    "metric": "cosine",    # cosine | euclidean
+    "normalize": "l2",     # per-part normalisation before concatenation: l2 | none
+    "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
+}
+
+
+class FeatureCollector(torchmetrics.Metric):
+    """Accumulates evaluation features with their row indices; ``cat`` reduction across ranks.
+
+    ``compute`` returns ``(features, rows)`` for every row seen on any rank, sorted by row and
+    de-duplicated (a row extracted twice keeps one copy), so the result does not depend on the
+    number of ranks or how rows were sharded.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("feats", default=[], dist_reduce_fx="cat")
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+
+    def update(self, feats: Tensor, rows: Tensor) -> None:
+        self.feats.append(feats.detach().float())
+        self.rows.append(rows.detach().long())
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        feats = self.feats if isinstance(self.feats, Tensor) else torch.cat(self.feats)
+        rows = self.rows if isinstance(self.rows, Tensor) else torch.cat(self.rows)
+        order = torch.argsort(rows, stable=True)
+        rows, feats = rows[order], feats[order]
+        keep = torch.ones_like(rows, dtype=torch.bool)
+        keep[1:] = rows[1:] != rows[:-1]
+        return feats[keep], rows[keep]
+
+
+def _to_container(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class ReIDModule(L.LightningModule):
+    """Base LightningModule for re-ID methods.
+
+    Subclasses implement :meth:`training_loss` and :meth:`extract`, and may override
+    :meth:`feature_combinations`, :attr:`main_feature` and :meth:`param_groups`.
+
+    Args:
+        optimizer: Hydra config of a partial optimizer (``_target_`` + ``_partial_: true``).
+        scheduler: Hydra config of a partial LR scheduler, or None.
+        evaluation: evaluation options (see ``DEFAULT_EVAL``).
+        num_classes: number of training identities (for the training accuracy metric).
+    """
+
+    def __init__(self, optimizer: Any, scheduler: Any = None, evaluation: dict[str, Any] | None = None,
+                 num_classes: int = 2) -> None:
+        super().__init__()
+        self.optimizer_cfg = _to_container(optimizer)
+        self.scheduler_cfg = _to_container(scheduler)
+        self.eval_cfg = {**DEFAULT_EVAL, **(_to_container(evaluation) or {})}
+        unknown = set(self.eval_cfg) - set(DEFAULT_EVAL)
+        if unknown:
+            raise KeyError(f"evaluation: unknown option(s) {sorted(unknown)}; expected {sorted(DEFAULT_EVAL)}")
+        self.collector = FeatureCollector()
+        self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=max(num_classes, 2))
+        self.eval_results: dict[str, dict[str, Any]] = {}
+        self._feature_layout: list[tuple[str, int]] | None = None
+        self.results_path: str | None = None  # where test results are written (set by the runner)
+
+    # ------------------------------------------------------------------ subclass API
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """Return ``(total loss, named parts, ID logits for the training accuracy or None)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement training_loss")
+
+    def extract(self, images: Tensor) -> dict[str, Tensor]:
+        """Named retrieval features (B, D_i) of a batch of images, in eval mode."""
+        raise NotImplementedError(f"{type(self).__name__} must implement extract")
+
+    @property
+    def main_feature(self) -> str:
+        """Name of the feature combination reported as the method's result."""
+        return "+".join(self._feature_names())
+
+    def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
+        """Feature combinations to evaluate (all of them, or only the main one when ``study`` is False);
+        default: the concatenation of every named feature."""
+        return {self.main_feature: self._concat([feats[n] for n in self._feature_names()])}
+
+    def param_groups(self) -> list[dict[str, Any]] | Any:
+        """Parameter groups for the optimizer (override for per-part learning rates)."""
+        return self.parameters()
+
+    # ------------------------------------------------------------------ helpers
+    def _feature_names(self) -> list[str]:
+        assert self._feature_layout is not None, "features have not been extracted yet"
+        return [n for n, _ in self._feature_layout]
+
+    def _concat(self, parts: list[Tensor]) -> Tensor:
+        if self.eval_cfg["normalize"] == "l2":
+            parts = [F.normalize(p, dim=1) for p in parts]
+        elif self.eval_cfg["normalize"] != "none":
+            raise ValueError(f"evaluation.normalize={self.eval_cfg['normalize']!r}; expected 'l2' or 'none'")
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def extract_eval_features(self, images: Tensor) -> dict[str, Tensor]:
+        feats = self.extract(images)
+        if self.eval_cfg["flip"]:
+            flipped = self.extract(torch.flip(images, dims=[3]))
+            feats = {k: (v + flipped[k]) / 2 for k, v in feats.items()}
+        return feats
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, parts, logits = self.training_loss(batch)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for k, v in parts.items():
+            self.log(f"train/loss_{k}", v, batch_size=bs)
+        if logits is not None:
+            self.train_acc(logits.detach(), batch["pid"])
+            self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        opt = instantiate(self.optimizer_cfg)(params=self.param_groups())
+        if not self.scheduler_cfg:
+            return opt
+        sched = instantiate(self.scheduler_cfg)(optimizer=opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        feats = self.extract_eval_features(batch["image"])
+        if self._feature_layout is None:
+            self._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
+        self.collector.update(torch.cat([feats[k] for k, _ in self._feature_layout], dim=1), batch["index"])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def _gathered_features(self, eval_set: Any, stage: str) -> tuple[dict[str, Tensor], Any]:
+        """All ranks' features, split by name; and the eval set restricted to the rows extracted.
+
+        Rows are missing only when the loop was cut short (``fast_dev_run``, ``limit_*_batches``):
+        then the protocol runs on what was extracted, and a warning says how much that was.
+        """
+        feats, rows = self.collector.compute()
+        self.collector.reset()
+        n_rows = len(eval_set.split)
+        rows_np = rows.cpu().numpy()
+        if rows.numel() != n_rows:
+            log.warning("%s: evaluating on %d of %d images (the %s loop was limited)",
+                        stage, rows.numel(), n_rows, stage)
+            eval_set = restrict_eval_set(eval_set, rows_np)
+        out, start = {}, 0
+        for name, dim in self._feature_layout or []:
+            out[name] = feats[:, start:start + dim]
+            start += dim
+        return out, eval_set
+
+    def _evaluate(self, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            self.collector.reset()
+            return
+        feats, eval_set = self._gathered_features(self.trainer.datamodule.eval_set, stage)
+        combos = self.feature_combinations(feats, study=bool(self.eval_cfg["feature_study"]))
+        results = {name: run_protocol(f, eval_set, self.eval_cfg["metric"]) for name, f in combos.items()}
+        main = results[self.main_feature]
+        for key in METRIC_KEYS:
+            self.log(f"{stage}/{key}", float(main[key]), sync_dist=False, rank_zero_only=False)
+        for size, metrics in main.get("sizes", {}).items():
+            for key in ("mAP", "rank1", "rank5"):
+                self.log(f"{stage}/{size}/{key}", float(metrics[key]))
+        self.eval_results[stage] = {"main": self.main_feature, "metrics": main, "features": results}
+        if stage == "test" and self.results_path and self.trainer.is_global_zero:
+            # a file, so results survive spawned DDP workers (ddp_spawn) and reach the launcher
+            Path(self.results_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.results_path).write_text(json.dumps(as_float_dict(self.eval_results[stage]), indent=2))
+
+
+def restrict_eval_set(eval_set: Any, rows: np.ndarray) -> Any:
+    """The eval set limited to ``rows`` (sorted, unique): renumbered, groups intersected."""
+    from vreid_lightning.data.datamodule import EvalSet
+
+    remap = np.full(len(eval_set.split), -1, dtype=np.int64)
+    remap[rows] = np.arange(len(rows))
+    groups = {k: remap[v][remap[v] >= 0] for k, v in eval_set.groups.items()}
+    return EvalSet(eval_set.split.subset(rows), eval_set.protocol, groups, eval_set.options)
+
+
+def run_protocol(feats: Tensor, eval_set: Any, metric: str) -> dict[str, Any]:
+    """Evaluate features (rows of ``eval_set.split``) under the set's protocol.
+
+    Returns a flat dict of metrics (fractions); VehicleID adds ``<metric>_std`` for the main size
+    (the first listed) and ``sizes`` with every size's metrics.
+    """
+    split = eval_set.split
+    if eval_set.protocol == "image":
+        q, g = eval_set.groups["query"], eval_set.groups["gallery"]
+        qt, gt = torch.as_tensor(q, device=feats.device), torch.as_tensor(g, device=feats.device)
+        cams = split.camids
+        has_cams = bool((cams >= 0).all())
+        return image_protocol(
+            feats[qt], feats[gt], split.pids[q], split.pids[g],
+            cams[q] if has_cams else None, cams[g] if has_cams else None, metric=metric,
+        )
+    if eval_set.protocol == "vehicleid":
+        opts = eval_set.options
+        sizes = {}
+        for size, rows in eval_set.groups.items():
+            rt = torch.as_tensor(rows, device=feats.device)
+            sizes[size] = vehicleid_protocol(
+                feats[rt], split.pids[rows], repeats=int(opts.get("repeats", 10)),
+                seed=int(opts.get("seed", 0)), metric=metric,
+            )
+        first = next(iter(sizes))
+        return {**sizes[first], "main_size": first, "sizes": sizes}
+    raise ValueError(f"unknown protocol {eval_set.protocol!r}")
+
+
+def as_float_dict(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-able copy of a metrics dict (numpy/tensor scalars to float, nested dicts kept)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out[k] = as_float_dict(v)
+        elif isinstance(v, (str, int)) and not isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, (float, np.floating, np.integer)) or (isinstance(v, Tensor) and v.numel() == 1):
+            out[k] = float(v)
+    return out

@@ -1,0 +1,172 @@
+"""RAM (Liu et al., ICME 2018) as a LightningModule, trained stage by stage.
+
+One module class serves every step of RAM sec. 3.3: ``stage`` picks the active branches
+(``baseline`` = Conv branch only, which is also the suite's baseline method; ``bn``; ``bn_r``; ``ram``).
+:meth:`RAMModule.load_previous_stage` carries the previous step's weights over; the staged pipeline in
+:mod:`vreid_lightning.run` chains the steps. Evaluation (from :class:`ReIDModule`) extracts every
+branch's feature once and evaluates each RAM Table 1 combination from that single pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vreid_lightning.losses.ram import RAMLoss
+from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.models.backbones import build_backbone
+from vreid_lightning.models.ram import RAMNet, combine_features, load_previous_stage
+
+__all__ = ["RAMModule", "STAGE_MAIN_FEATURE"]
+
+log = logging.getLogger(__name__)
+
+# The concatenated feature each step reports (RAM sec. 3.3: "we test the concatenated feature in each step").
+STAGE_MAIN_FEATURE = {
+    "baseline": "f_c",
+    "bn": "f_c+f_b",
+    "bn_r": "f_c+f_b+f_r",
+    "ram": "f_c+f_b+f_r+f_a",
+}
+
+
+class RAMModule(ReIDModule):
+    """RAM at one training stage.
+
+    Args:
+        num_classes: training identities.
+        attribute_classes: attribute -> classes (the Attribute branch's classifiers).
+        backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        stage: ``baseline``, ``bn``, ``bn_r`` or ``ram``.
+        net: keyword arguments of :class:`RAMNet` (regions, overlap, FC widths ...).
+        loss: keyword arguments of :class:`RAMLoss` (lambda weights ...).
+        optimizer, scheduler: Hydra partial configs.
+        evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
+        figures: number of images in the response-map figure (0: none).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        attribute_classes: Mapping[str, int],
+        backbone: Mapping[str, Any],
+        stage: str = "ram",
+        net: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        evaluation: Mapping[str, Any] | None = None,
+        figures: int = 6,
+    ) -> None:
+        super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
+        self.save_hyperparameters()
+        if stage not in STAGE_MAIN_FEATURE:
+            raise KeyError(f"model.stage={stage!r}; expected one of {list(STAGE_MAIN_FEATURE)}")
+        self.stage = stage
+        bcfg = dict(backbone)
+        self.net = RAMNet(
+            build_backbone(**bcfg),
+            num_classes=num_classes,
+            attribute_classes=dict(attribute_classes),
+            branches=RAMNet.stage_branches(stage),
+            **dict(net or {}),
+        )
+        self.criterion = RAMLoss(**dict(loss or {}))
+        self.num_figures = figures
+
+    # ------------------------------------------------------------------ ReIDModule API
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        out = self.net(batch["image"])
+        total, parts = self.criterion(out.logits, batch["pid"], batch["attrs"])
+        return total, parts, out.logits["conv"]
+
+    def extract(self, images: Tensor) -> dict[str, Tensor]:
+        return self.net(images).features
+
+    @property
+    def main_feature(self) -> str:
+        return STAGE_MAIN_FEATURE[self.stage]
+
+    def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
+        combos = None if study else [self.main_feature]
+        return combine_features(feats, combos=combos, normalize=self.eval_cfg["normalize"])
+
+    # ------------------------------------------------------------------ staged training
+    def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
+        """Start this stage from a previous stage's checkpoint (shared conv + existing branches)."""
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"init_from: checkpoint {path} does not exist")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt.get("state_dict", ckpt)
+        return load_previous_stage(self.net, state, prefix="net.")
+
+    # ------------------------------------------------------------------ figures
+    def figure_batch(self, dm: Any) -> tuple[Tensor, Tensor]:
+        """A few query images (network input, and [0, 1] RGB for display), one per identity."""
+        from vreid_lightning.data.datamodule import ImageDataset
+        from vreid_lightning.data.transforms import build_test_transform, denormalize
+
+        split = dm.eval_set.split
+        rows = dm.eval_set.groups.get("query", np.arange(len(split)))
+        _, first = np.unique(split.pids[rows], return_index=True)
+        pick = rows[np.sort(first)[: self.num_figures]]
+        ds = ImageDataset(split, build_test_transform(dm.image_size))
+        x = torch.stack([ds[int(i)]["image"] for i in pick])
+        return x, denormalize(x, clamp=True)
+
+    @torch.no_grad()
+    def response_maps(self, x: Tensor) -> dict[str, Tensor]:
+        """RAM Fig. 3 maps of this model: M (Conv branch), BN(M) (BN branch), M (Region branch)."""
+        from vreid_lightning.viz.response_maps import response_map
+
+        was_training = self.training
+        self.eval()
+        x = x.to(self.device)
+        maps = {"Conv branch: M": response_map(self.net.feature_map(x)).cpu()}
+        if self.net.bn is not None:
+            maps["BN branch: BN(M)"] = response_map(self.net.bn_feature_map(x)).cpu()
+        if self.net.region is not None:
+            maps["Region branch: M"] = maps["Conv branch: M"]
+        self.train(was_training)
+        return maps
+
+    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
+        """Write this model's response-map figure (RAM Fig. 3 style) into ``out``."""
+        if self.num_figures <= 0:
+            return []
+        from vreid_lightning.viz.response_maps import save_response_grid
+
+        x, shown = self.figure_batch(dm)
+        maps = self.response_maps(x)
+        h = next(iter(maps.values())).shape[1]
+        bounds = self.net.region.bounds(h) if self.net.region is not None else None
+        return [save_response_grid(shown, maps, Path(out) / "response_maps.png", region_bounds=bounds)]
+
+    @classmethod
+    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: Mapping[str, str]) -> Path | None:
+        """The paper's Fig. 3 across steps: M of the baseline model (Conv branch), BN(M) of the BN
+        model (BN branch) and M of the BN+R model (Region branch), on the same images."""
+        from vreid_lightning.viz.response_maps import response_map, save_response_grid
+
+        need = {"baseline": "Conv branch (baseline): M", "bn": "BN branch (BN): BN(M)", "bn_r": "Region branch (BN+R): M"}
+        if not all(s in stage_ckpts and stage_ckpts[s] for s in need):
+            return None
+        maps: dict[str, Tensor] = {}
+        shown = bounds = None
+        for stage, title in need.items():
+            model = cls.load_from_checkpoint(stage_ckpts[stage], map_location="cpu", weights_only=False)
+            model.eval()
+            if shown is None:
+                x, shown = model.figure_batch(dm)
+            with torch.no_grad():
+                m = model.net.bn_feature_map(x) if stage == "bn" else model.net.feature_map(x)
+            maps[title] = response_map(m)
+            if stage == "bn_r":
+                bounds = model.net.region.bounds(m.shape[2])
+        return save_response_grid(shown, maps, Path(out) / "response_maps_fig3.png", region_bounds=bounds)

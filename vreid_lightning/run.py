@@ -1,0 +1,241 @@
+"""Train -> test orchestration: single runs and staged pipelines, results.json, the results table.
+
+``run(cfg)`` is what ``python -m vreid_lightning`` calls with the composed Hydra config. A config
+without ``stages`` trains one model and tests its best checkpoint. A config with ``stages`` (RAM's
+step-wise training) trains each stage in order, each starting from the previous stage's best weights,
+tests every stage and reports all of them under ``stages`` in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
+
+__all__ = ["run", "run_dir", "format_results_table"]
+
+log = logging.getLogger(__name__)
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """The run directory: Hydra's output dir for this job (also under multirun)."""
+    if cfg.paths.get("output_dir"):
+        return Path(cfg.paths.output_dir)
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _loggers(cfg: DictConfig, out: Path, stage: str | None) -> list[Any]:
+    if cfg.get("logger") is None:
+        return []
+    loggers = []
+    for name, lcfg in cfg.logger.items():
+        if lcfg is None or "_target_" not in lcfg:
+            continue
+        kwargs: dict[str, Any] = {}
+        lcfg = OmegaConf.to_container(lcfg, resolve=True)
+        if "wandb" in lcfg["_target_"].lower():
+            lcfg.pop("mode", None)
+            from vreid_lightning.wandb_utils import wandb_logger_kwargs
+
+            kwargs = wandb_logger_kwargs(cfg, out, stage)
+        elif stage is not None:
+            kwargs = {"name": stage}
+        target = get_class(lcfg.pop("_target_"))
+        loggers.append(target(**{**lcfg, **kwargs}))
+    return loggers
+
+
+def _callbacks(cfg: DictConfig, ckpt_dir: Path, has_logger: bool) -> list[L.Callback]:
+    cbs: list[L.Callback] = []
+    for name, ccfg in (cfg.get("callbacks") or {}).items():
+        if ccfg is None or "_target_" not in ccfg:
+            continue
+        if name == "model_checkpoint":
+            cbs.append(instantiate(ccfg, dirpath=str(ckpt_dir)))
+        elif name == "lr_monitor" and not has_logger:
+            continue
+        else:
+            cbs.append(instantiate(ccfg))
+    return cbs
+
+
+def _make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[str, Any]) -> L.Trainer:
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    tcfg.update(overrides)
+    if tcfg.get("enable_progress_bar") is None:
+        tcfg["enable_progress_bar"] = sys.stderr.isatty()
+    loggers = _loggers(cfg, out, stage)
+    ckpt_dir = out / "checkpoints" if stage is None else out / "stages" / stage / "checkpoints"
+    callbacks = _callbacks(cfg, ckpt_dir, bool(loggers))
+    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+
+
+def _best_ckpt(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
+        return cb.best_model_path
+    return None
+
+
+def _build_model(cfg: DictConfig, dm: Any, stage: str | None) -> L.LightningModule:
+    extra: dict[str, Any] = {
+        "num_classes": dm.num_classes,
+        "attribute_classes": dict(dm.attribute_classes),
+        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+    }
+    if stage is not None:
+        extra["stage"] = stage
+    # plain containers (not DictConfig) in hparams, so checkpoints load with weights_only=True
+    return instantiate(cfg.model, **extra, _recursive_=False, _convert_="all")
+
+
+def _fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, stage: str | None,
+                  trainer_overrides: dict[str, Any], ckpt_path: str | None) -> tuple[dict[str, Any], str | None]:
+    trainer = _make_trainer(cfg, out, stage, trainer_overrides)
+    stage_dir = out if stage is None else out / "stages" / stage
+    results_file = stage_dir / "test_results.json"
+    results_file.unlink(missing_ok=True)
+    model.results_path = str(results_file)
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    best = _best_ckpt(trainer)
+    if cfg.get("test", True):
+        trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=False) if best else trainer.test(model, datamodule=dm)
+    for lg in trainer.loggers:
+        if hasattr(lg, "experiment") and "wandb" in type(lg).__name__.lower():
+            from vreid_lightning.wandb_utils import log_run_media
+
+            log_run_media(lg, out, model)
+    # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    if trainer.is_global_zero and hasattr(model, "make_figures"):
+        model.make_figures(dm, stage_dir, best)
+    return results, best
+
+
+def _summary(res: dict[str, Any]) -> dict[str, Any]:
+    metrics = res.get("metrics", {})
+    out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    out.update({k: v for k, v in metrics.items() if k.endswith("_std")})
+    return as_float_dict(out)
+
+
+def format_results_table(results: dict[str, Any]) -> str:
+    """A plain-text table of the test metrics (and stages / feature combinations when present)."""
+    cols = ["mAP", "rank1", "rank5", "rank10", "mINP"]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for name, m in results.get("stages", {}).items():
+        rows.append((f"stage {name}", m))
+    for name, m in results.get("features", {}).items():
+        rows.append((f"feature {name}", m))
+    rows.append(("test (final)", results.get("test", {})))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{c:>9}" for c in cols)]
+    for name, m in rows:
+        lines.append(f"{name:<{width}}" + "".join(
+            f"{m[c]:>9.4f}" if isinstance(m.get(c), float) else f"{'-':>9}" for c in cols))
+    return "\n".join(lines)
+
+
+@rank_zero_only
+def _write_results(out: Path, results: dict[str, Any]) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    print(format_results_table(results))
+    print(f"\nRun directory: {out.resolve()}")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train then test as the composed config says; returns the results written to results.json."""
+    out = run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    results: dict[str, Any] = {"experiment": cfg.experiment_name, "data": as_float_dict(
+        {"train_images": len(dm.train_split), "train_ids": dm.num_classes,
+         "eval_images": len(dm.eval_set.split)})}
+
+    stages = cfg.get("stages")
+    if not stages:
+        model = _build_model(cfg, dm, None)
+        res, best = _fit_and_test(cfg, dm, model, out, None, {}, cfg.get("ckpt_path"))
+        results["test"] = _summary(res)
+        results["main_feature"] = res.get("main")
+        results["features"] = {k: _summary({"metrics": v}) for k, v in res.get("features", {}).items()}
+        if "sizes" in res.get("metrics", {}):
+            results["test_sizes"] = {k: _summary({"metrics": m}) for k, m in res["metrics"]["sizes"].items()}
+        results["best_checkpoint"] = best
+    else:
+        results.update(_run_stages(cfg, dm, out))
+    _write_results(out, results)
+    return results
+
+
+def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
+    """Step-wise training: each stage starts from the previous stage's best weights."""
+    names = list(stages_cfg := cfg.stages)
+    only = cfg.get("run_stages")
+    selected = [n for n in names if not only or n in only]
+    unknown = [n for n in (only or []) if n not in names]
+    if unknown:
+        raise KeyError(f"run_stages: unknown stage(s) {unknown}; this experiment's stages are {names}")
+    prev_ckpt: str | None = cfg.get("init_from")
+    stage_results: dict[str, Any] = {}
+    stage_ckpts: dict[str, str | None] = {}
+    stage_sizes: dict[str, Any] = {}
+    features: dict[str, Any] = {}
+    last_res: dict[str, Any] = {}
+    for i, name in enumerate(selected):
+        scfg = stages_cfg[name] or {}
+        L.seed_everything(cfg.seed + i, workers=True)
+        model = _build_model(cfg, dm, name)
+        if prev_ckpt:
+            report = model.load_previous_stage(prev_ckpt)
+            log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
+                     name, prev_ckpt, len(report["loaded"]), report["new"])
+        overrides = dict(OmegaConf.to_container(scfg.get("trainer", {}), resolve=True) or {})
+        ckpt = cfg.get("ckpt_path") if i == 0 else None
+        res, best = _fit_and_test(cfg, dm, model, out, name, overrides, ckpt)
+        stage_results[name] = _summary(res)
+        features[name] = {k: _summary({"metrics": v}) for k, v in res.get("features", {}).items()}
+        if "sizes" in res.get("metrics", {}):
+            stage_sizes[name] = {s: _summary({"metrics": m}) for s, m in res["metrics"]["sizes"].items()}
+        prev_ckpt = best or _save_weights(model, out / "stages" / name / "final.ckpt")
+        stage_ckpts[name] = best
+        last_res = res
+    if rank_zero_only.rank == 0 and hasattr(type(model), "staged_figure"):
+        fig = type(model).staged_figure(dm, out, stage_ckpts)
+        if fig is not None:
+            log.info("staged figure: %s", fig)
+    return {
+        "stages": stage_results,
+        "test": stage_results[selected[-1]],
+        "main_feature": last_res.get("main"),
+        "features": features[selected[-1]],
+        "stage_features": features,
+        **({"stage_sizes": stage_sizes} if stage_sizes else {}),
+        "best_checkpoint": prev_ckpt,
+    }
+
+
+def _save_weights(model: L.LightningModule, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict()}, path)
+    return str(path)
