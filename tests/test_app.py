@@ -175,3 +175,19 @@ def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_
     double = evaluate(2, "ddp_spawn")
     assert single["metrics"]["mAP"] > 0
     assert double == single
+
+
+def test_ram_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
+    """The paper's ablation sweep runs with -m; pinning all but one swept key leaves a 2-job sweep."""
+    p = run_cli(["-m", "+experiment=ram_synthetic", "+sweep=ram_ablation", *TINY, "trainer.fast_dev_run=true",
+                 "model.loss.lambda_attr=1.0", "model.net.num_regions=3", "model.net.region_overlap=0.5",
+                 "model.loss.lambda_region=0.5,1.0"], tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted((tmp_path / "outputs" / "ram_synthetic" / "multiruns").rglob("results.json"))
+    assert len(results) == 2
+    lambdas = set()
+    for r in results:
+        cfg = (r.parent / "config_resolved.yaml").read_text()
+        lambdas.add(next(ln.split(":")[1].strip() for ln in cfg.splitlines() if "lambda_region" in ln))
+        assert list(json.loads(r.read_text())["stages"]) == ["baseline", "bn", "bn_r", "ram"]
+    assert lambdas == {"0.5", "1.0"}

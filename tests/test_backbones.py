@@ -369,3 +369,17 @@ def test_read_blobproto_mean_and_errors(tmp_path: Path) -> None:
         read_caffemodel(tmp_path / "absent.caffemodel")
     with pytest.raises(KeyError, match=r"lack layers \['fc7'\]"):
         caffe_blobs_to_state_dict({k: v for k, v in _caffe_params(_small_vgg_cnn_m(0)).items() if k != "fc7"})
+
+
+def test_vgg_cnn_m_bn_variant_replaces_lrn_with_batchnorm():
+    import torch.nn as nn
+
+    lrn = build_backbone("vgg_cnn_m", width_mult=0.125)
+    bn = build_backbone("vgg_cnn_m", width_mult=0.125, norm="bn")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in lrn.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 5
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in bn.modules())
+    x = torch.randn(2, 3, 96, 96)
+    assert bn(x).shape == lrn(x).shape
+    with pytest.raises(ValueError, match="backbone.norm"):
+        build_backbone("vgg_cnn_m", norm="gn")

@@ -73,3 +73,19 @@ def test_synthetic_world_is_cached_and_regenerated_on_change(tmp_path: Path):
     assert (a / "world.json").stat().st_mtime_ns == mtime  # reused, not rewritten
     b = ensure_synthetic_world(tmp_path, {**params, "seed": 2}, progress=False)
     assert b != a and (b / "world.json").is_file()
+
+
+def test_extra_sources_merge_with_disjoint_labels(veri_world: Path, vehicleid_world: Path):
+    """VehicleNet-style training set: the target's train split plus other sources' training splits."""
+    dm = ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, attributes=[],
+                        extra_sources=[{"dataset": "vehicleid", "root": str(vehicleid_world)}])
+    dm.setup("fit")
+    veri_train = dm.dataset.train
+    from vreid_lightning.data.datasets import load_dataset
+
+    vid = load_dataset("vehicleid", vehicleid_world)
+    assert len(dm.train_split) == len(veri_train) + len(vid.train)
+    assert dm.num_classes == veri_train.num_ids + vid.train.num_ids
+    assert [s["images"] for s in dm.source_summary] == [len(veri_train), len(vid.train)]
+    # the target's evaluation images never enter training
+    assert not set(dm.eval_set.split.paths) & set(dm.train_split.paths)

@@ -58,19 +58,25 @@ class VGGCNNM(Backbone):
         fc_dim: int | None = None,
         dropout: float = 0.5,
         head_pool_size: int = 6,
+        norm: str = "lrn",
     ) -> None:
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        if norm not in ("lrn", "bn"):
+            raise ValueError(f"backbone.norm must be 'lrn' (the paper's network) or 'bn', got {norm!r}")
         c1, c2, c3 = (_scaled(c, width_mult) for c in (96, 256, 512))
         super().__init__(out_channels=c3)
         # Chatfield et al. 2014, Table 1 (CNN-M) / the BVLC prototxt.
+        # norm="bn" (NOT the paper): BatchNorm after every conv instead of LRN, so a randomly
+        # initialised network trains from scratch in minutes (the synthetic CPU experiments).
+        self.norm = norm
         self.conv1 = nn.Conv2d(3, c1, kernel_size=7, stride=2)
         self.relu1 = nn.ReLU(inplace=True)
-        self.norm1 = caffe_lrn()
+        self.norm1 = caffe_lrn() if norm == "lrn" else nn.Identity()
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)  # Caffe pooling rounds up
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=5, stride=2, padding=1)
         self.relu2 = nn.ReLU(inplace=True)
-        self.norm2 = caffe_lrn()
+        self.norm2 = caffe_lrn() if norm == "lrn" else nn.Identity()
         self.pool2 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
         self.conv3 = nn.Conv2d(c2, c3, kernel_size=3, padding=1)
         self.relu3 = nn.ReLU(inplace=True)
@@ -78,6 +84,9 @@ class VGGCNNM(Backbone):
         self.relu4 = nn.ReLU(inplace=True)
         self.conv5 = nn.Conv2d(c3, c3, kernel_size=3, padding=1)
         self.relu5 = nn.ReLU(inplace=True)
+        if norm == "bn":
+            for i, c in enumerate((c1, c2, c3, c3, c3), start=1):
+                self.add_module(f"bn{i}", nn.BatchNorm2d(c))
 
         d6 = fc6_dim if fc6_dim is not None else _scaled(4096, width_mult)
         d7 = fc_dim if fc_dim is not None else _scaled(fc7_dim, width_mult)
@@ -112,11 +121,15 @@ class VGGCNNM(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the conv5 map (after ReLU): (B, 512, 13, 13) at 224x224 input."""
-        x = self.pool1(self.norm1(self.relu1(self.conv1(x))))
-        x = self.pool2(self.norm2(self.relu2(self.conv2(x))))
-        x = self.relu3(self.conv3(x))
-        x = self.relu4(self.conv4(x))
-        return self.relu5(self.conv5(x))
+        bn = self._bn
+        x = self.pool1(self.norm1(self.relu1(bn(1, self.conv1(x)))))
+        x = self.pool2(self.norm2(self.relu2(bn(2, self.conv2(x)))))
+        x = self.relu3(bn(3, self.conv3(x)))
+        x = self.relu4(bn(4, self.conv4(x)))
+        return self.relu5(bn(5, self.conv5(x)))
+
+    def _bn(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, f"bn{i}")(x) if self.norm == "bn" else x
 
     def convert_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Accept plain Caffe names too: ``fc6.*``/``fc7.*`` -> ``head.fc6.*``/``head.fc7.*``; drop ``fc8.*``."""
