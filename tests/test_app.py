@@ -58,6 +58,9 @@ def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Pa
     assert saved == json.loads(json.dumps(results))
     for key in ("mAP", "rank1", "rank5", "rank10", "mINP"):
         assert 0.0 <= saved["test"][key] <= 1.0
+    if "vehicleid" not in name:  # the picture of the image-to-image protocol
+        rank_lists = list(tmp_path.rglob("rank_list.png"))
+        assert len(rank_lists) == (4 if name.startswith("ram_") else 1)
     if name.startswith("ram_"):
         assert list(saved["stages"]) == ["baseline", "bn", "bn_r", "ram"]
         assert "f_c+f_b+f_r+f_a" in saved["features"]

@@ -50,8 +50,8 @@ def _loggers(cfg: DictConfig, out: Path, stage: str | None) -> list[Any]:
             from vreid_lightning.wandb_utils import wandb_logger_kwargs
 
             kwargs = wandb_logger_kwargs(cfg, out, stage)
-        elif stage is not None:
-            kwargs = {"name": stage}
+        elif stage is not None and "save_dir" in lcfg:
+            kwargs = {"save_dir": str(out / "stages" / stage)}
         target = get_class(lcfg.pop("_target_"))
         loggers.append(target(**{**lcfg, **kwargs}))
     return loggers
@@ -94,6 +94,8 @@ def _build_model(cfg: DictConfig, dm: Any, stage: str | None) -> L.LightningModu
         "num_classes": dm.num_classes,
         "attribute_classes": dict(dm.attribute_classes),
         "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True) or None,
     }
     if stage is not None:
         extra["stage"] = stage

@@ -39,6 +39,7 @@ DEFAULT_EVAL: dict[str, Any] = {
     "metric": "cosine",    # cosine | euclidean
     "normalize": "l2",     # per-part normalisation before concatenation: l2 | none
     "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
+    "rank_list": 8,         # queries drawn in rank_list.png beside the test results (0: none)
 }
 
 
@@ -222,6 +223,28 @@ class ReIDModule(L.LightningModule):
             # a file, so results survive spawned DDP workers (ddp_spawn) and reach the launcher
             Path(self.results_path).parent.mkdir(parents=True, exist_ok=True)
             Path(self.results_path).write_text(json.dumps(as_float_dict(self.eval_results[stage]), indent=2))
+            if self.eval_cfg["rank_list"] > 0 and eval_set.protocol == "image":
+                save_test_rank_list(combos[self.main_feature], eval_set, self.eval_cfg["metric"],
+                                    int(self.eval_cfg["rank_list"]), Path(self.results_path).with_name("rank_list.png"))
+
+
+def save_test_rank_list(feats: Tensor, eval_set: Any, metric: str, num_queries: int, path: Path) -> Path:
+    """Rank list of the first ``num_queries`` queries of distinct identities (top 10, junk removed)."""
+    from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
+
+    split = eval_set.split
+    q_rows, g_rows = eval_set.groups["query"], eval_set.groups["gallery"]
+    _, first = np.unique(split.pids[q_rows], return_index=True)
+    q_rows = q_rows[np.sort(first)[:num_queries]]
+    dev = feats.device
+    dist = compute_distance(feats[torch.as_tensor(q_rows, device=dev)], feats[torch.as_tensor(g_rows, device=dev)],
+                            metric=metric)
+    has_cams = bool((split.camids >= 0).all())
+    ranked = top_k_valid(dist.cpu().numpy(), split.pids[q_rows], split.pids[g_rows],
+                         split.camids[q_rows] if has_cams else None, split.camids[g_rows] if has_cams else None, 10)
+    return save_rank_list([split.paths[i] for i in q_rows], split.pids[q_rows].tolist(),
+                          [split.paths[i] for i in g_rows], split.pids[g_rows].tolist(), ranked, path)
 
 
 def restrict_eval_set(eval_set: Any, rows: np.ndarray) -> Any:
