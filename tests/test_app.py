@@ -58,6 +58,7 @@ def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Pa
     assert saved == json.loads(json.dumps(results))
     for key in ("mAP", "rank1", "rank5", "rank10", "mINP"):
         assert 0.0 <= saved["test"][key] <= 1.0
+    assert "no held-out validation split" in saved["model_selection"]
     if "vehicleid" not in name:  # the picture of the image-to-image protocol
         rank_lists = list(tmp_path.rglob("rank_list.png"))
         assert len(rank_lists) == (4 if name.startswith("ram_") else 1)
@@ -130,16 +131,19 @@ def test_multirun_two_jobs(tmp_path: Path, veri_world: Path):
     assert "Run directory:" in p.stdout
 
 
-def test_wandb_offline_writes_a_run(tmp_path: Path, veri_world: Path):
+def test_wandb_offline_writes_one_run_per_stage(tmp_path: Path, veri_world: Path):
     home = tmp_path / "home"
     home.mkdir()
     env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(home / ".netrc"),
            "WANDB_DISABLE_GIT": "true", "WANDB_SILENT": "true"}
-    p = run_cli([*_short_train(0), "logger=wandb", "trainer.limit_val_batches=1"], tmp_path, env=env, timeout=600)
+    stages = [f"stages.{s}.trainer.{k}=1" for s in ("baseline", "bn", "bn_r", "ram")
+              for k in ("max_epochs", "check_val_every_n_epoch")]
+    p = run_cli(["+experiment=ram_synthetic", *TINY, *stages, "trainer.limit_train_batches=2",
+                 "trainer.limit_val_batches=1", "logger=wandb"], tmp_path, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    runs = list((tmp_path / "outputs" / "baseline_synthetic" / "runs").glob("*/wandb/offline-run-*"))
-    assert len(runs) == 1, p.stderr[-2000:]
-    assert any(runs[0].rglob("*.wandb"))
+    runs = list((tmp_path / "outputs" / "ram_synthetic" / "runs").glob("*/wandb/offline-run-*"))
+    assert len(runs) == 4, p.stderr[-2000:]  # one wandb run per RAM step, grouped by experiment
+    assert all(any(r.rglob("*.wandb")) for r in runs)
 
 
 def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_world: Path):
@@ -194,3 +198,23 @@ def test_ram_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
         lambdas.add(next(ln.split(":")[1].strip() for ln in cfg.splitlines() if "lambda_region" in ln))
         assert list(json.loads(r.read_text())["stages"]) == ["baseline", "bn", "bn_r", "ram"]
     assert lambdas == {"0.5", "1.0"}
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["trainer.use_distributed_sampler=true"], "use_distributed_sampler"),
+    (["init_from=/x.ckpt"], "init_from applies to staged"),
+])
+def test_config_combinations_that_would_silently_misbehave_are_refused(tmp_path: Path, extra, message):
+    from vreid_lightning.errors import ConfigError
+    from vreid_lightning.run import run
+
+    with pytest.raises(ConfigError, match=message):
+        run(compose(["+experiment=baseline_synthetic", *TINY, *extra], tmp_path))
+
+
+def test_run_stages_rejects_unknown_stage_names(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.errors import ConfigError
+    from vreid_lightning.run import run
+
+    with pytest.raises(ConfigError, match=r"unknown stage\(s\) \['rm'\]"):
+        run(compose(["+experiment=ram_synthetic", *TINY, "run_stages=[rm]"], tmp_path))

@@ -10,6 +10,7 @@ import pytest
 
 from vreid_lightning.data.datamodule import ReIDDataModule, ShardSampler, remap_labels
 from vreid_lightning.data.datasets.base import MISSING
+from vreid_lightning.errors import ConfigError
 
 
 def test_remap_labels_contiguous_and_keeps_ignore():
@@ -21,12 +22,19 @@ def test_remap_labels_contiguous_and_keeps_ignore():
 @pytest.mark.parametrize("n,bs,world", [(10, 3, 2), (7, 4, 3), (5, 8, 2), (64, 8, 4)])
 def test_shard_sampler_covers_once_in_whole_batches(n: int, bs: int, world: int):
     shards = [ShardSampler(n, bs, rank=r, world=world).indices for r in range(world)]
-    flat = sorted(i for s in shards for i in s)
-    assert flat == list(range(n))  # every row exactly once, no padding duplicates
     single_batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
+    owners = [r for r in range(world) if single_batches[r::world]]
+    flat = sorted(i for r in owners for i in shards[r])
+    assert flat == list(range(n))  # every row exactly once, no padding duplicates
     for r, shard in enumerate(shards):
         batches = [shard[i:i + bs] for i in range(0, len(shard), bs)]
-        assert batches == single_batches[r::world]  # same batch composition as one process
+        # same batch composition as one process; a rank without a batch re-extracts row 0 only
+        assert batches == (single_batches[r::world] if r in owners else [[0]])
+
+
+def test_shard_sampler_never_leaves_a_rank_empty():
+    shards = [ShardSampler(5, 8, rank=r, world=3).indices for r in range(3)]
+    assert shards == [[0, 1, 2, 3, 4], [0], [0]]  # ranks 1, 2 repeat row 0 (de-duplicated when gathered)
 
 
 def test_vehicleid_eval_set_shares_images_between_sizes(vehicleid_world: Path):
@@ -52,12 +60,12 @@ def test_image_eval_set_and_attribute_classes(veri_world: Path):
     assert dm.num_classes == dm.dataset.train.num_ids
     assert set(dm.attribute_classes) == {"colour", "type"}
     assert all(0 < c <= 10 for c in dm.attribute_classes.values())
-    with pytest.raises(KeyError, match="model"):
+    with pytest.raises(ConfigError, match="model"):
         ReIDDataModule(dataset="veri", root=str(veri_world), attributes=["model"], num_workers=0).setup("fit")
 
 
 def test_missing_root_is_a_clear_error():
-    with pytest.raises(ValueError, match="data.root"):
+    with pytest.raises(ConfigError, match="data.root"):
         ReIDDataModule(dataset="veri", root=None)
 
 
@@ -89,3 +97,22 @@ def test_extra_sources_merge_with_disjoint_labels(veri_world: Path, vehicleid_wo
     assert [s["images"] for s in dm.source_summary] == [len(veri_train), len(vid.train)]
     # the target's evaluation images never enter training
     assert not set(dm.eval_set.split.paths) & set(dm.train_split.paths)
+
+
+def test_validation_split_holds_out_training_identities(veri_world: Path):
+    dm = ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, val_ids=2, seed=5)
+    dm.setup("fit")
+    val = dm.eval_set_for("val")
+    assert val is not dm.eval_set_for("test")
+    held = set(np.unique(val.split.pids))
+    assert len(held) == 2 and not held & set(dm.train_split.pids)
+    assert dm.num_classes == dm.dataset.train.num_ids - 2
+    q = val.groups["query"]
+    pairs = list(zip(val.split.pids[q], val.split.camids[q]))
+    assert len(pairs) == len(set(pairs)) == len(set(zip(val.split.pids, val.split.camids)))
+    assert "2 held-out" in dm.model_selection
+    again = ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, val_ids=2, seed=5)
+    again.setup("fit")
+    assert set(np.unique(again.eval_set_for("val").split.pids)) == held  # seeded
+    with pytest.raises(ConfigError, match="data.val_ids"):
+        ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, val_ids=999).setup("fit")

@@ -1,21 +1,41 @@
-"""User errors: the exceptions that mean bad input (paths, annotations, config keys), not a bug."""
+"""User errors: the exceptions that mean bad input (paths, annotations, config values), not a bug.
+
+The entry point prints them as one line and exits with code 2; anything else is a bug and keeps its
+traceback. This module imports nothing from the package, so every layer can raise these.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-from vreid_lightning.data.datasets.base import DatasetFormatError
-
-__all__ = ["USER_ERRORS", "ConfigError", "format_user_error"]
+__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "format_user_error"]
 
 
 class ConfigError(ValueError):
     """A config value is missing or not one of the accepted values; the message names the key."""
 
 
-USER_ERRORS = (DatasetFormatError, ConfigError, FileNotFoundError, KeyError, InstantiationException,
-               HydraException, OmegaConfBaseException)
+class DatasetFormatError(ValueError):
+    """A dataset layout does not match what the parser expects.
+
+    The message names the file (and line, when there is one) and what was expected.
+    """
+
+    def __init__(self, path: str | Path, expected: str, line: int | None = None, got: str | None = None):
+        where = f"{path}" + (f", line {line}" if line is not None else "")
+        msg = f"{where}: expected {expected}"
+        if got is not None:
+            msg += f", got {got!r}"
+        super().__init__(msg)
+        self.path = str(path)
+        self.line = line
+
+
+USER_ERRORS = (DatasetFormatError, ConfigError, FileNotFoundError, InstantiationException, HydraException,
+               OmegaConfBaseException)
 
 
 def format_user_error(e: BaseException) -> str:
@@ -23,5 +43,4 @@ def format_user_error(e: BaseException) -> str:
     inner = e
     while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
         inner = inner.__cause__
-    msg = str(inner.args[0]) if isinstance(inner, KeyError) and inner.args else str(inner)
-    return " ".join(msg.split())
+    return " ".join(str(inner).split())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
 
 __all__ = ["run", "run_dir", "format_results_table"]
@@ -108,22 +110,37 @@ def _fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path,
     trainer = _make_trainer(cfg, out, stage, trainer_overrides)
     stage_dir = out if stage is None else out / "stages" / stage
     results_file = stage_dir / "test_results.json"
-    results_file.unlink(missing_ok=True)
+    if trainer.is_global_zero:
+        results_file.unlink(missing_ok=True)
     model.results_path = str(results_file)
-    if cfg.get("train", True):
+    train = bool(cfg.get("train", True))
+    if train:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-    best = _best_ckpt(trainer)
-    if cfg.get("test", True):
-        trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=False) if best else trainer.test(model, datamodule=dm)
-    for lg in trainer.loggers:
-        if hasattr(lg, "experiment") and "wandb" in type(lg).__name__.lower():
-            from vreid_lightning.wandb_utils import log_run_media
+    # test the best checkpoint of this fit; with train=false, the checkpoint given as ckpt_path
+    best = _best_ckpt(trainer) if train else ckpt_path
+    results: dict[str, Any] = {}
+    try:
+        if cfg.get("test", True):
+            trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=False) if best else trainer.test(
+                model, datamodule=dm)
+        if trainer.is_global_zero:
+            # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
+            results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+            if hasattr(model, "make_figures"):
+                try:
+                    model.make_figures(dm, stage_dir, best)
+                except (OSError, ValueError, RuntimeError) as e:  # a picture never costs the results
+                    log.warning("figures of %s were not drawn: %s", stage or "the run", e)
+            for lg in trainer.loggers:
+                if "wandb" in type(lg).__name__.lower():
+                    from vreid_lightning.wandb_utils import log_run_media
 
-            log_run_media(lg, out, model)
-    # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    if trainer.is_global_zero and hasattr(model, "make_figures"):
-        model.make_figures(dm, stage_dir, best)
+                    log_run_media(lg, stage_dir, recursive=stage is not None)
+    finally:
+        if trainer.is_global_zero:
+            from vreid_lightning.wandb_utils import finish_wandb
+
+            finish_wandb()  # one wandb run per stage: the next stage's logger starts its own
     return results, best
 
 
@@ -160,6 +177,7 @@ def _write_results(out: Path, results: dict[str, Any]) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train then test as the composed config says; returns the results written to results.json."""
+    check_config(cfg)
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:
@@ -172,7 +190,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     dm.setup("fit")
     results: dict[str, Any] = {"experiment": cfg.experiment_name, "data": as_float_dict(
         {"train_images": len(dm.train_split), "train_ids": dm.num_classes,
-         "eval_images": len(dm.eval_set.split)})}
+         "eval_images": len(dm.eval_set.split)}), "model_selection": dm.model_selection}
 
     stages = cfg.get("stages")
     if not stages:
@@ -192,21 +210,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
     """Step-wise training: each stage starts from the previous stage's best weights."""
-    names = list(stages_cfg := cfg.stages)
+    stages_cfg = cfg.stages
+    names = list(stages_cfg)
     only = cfg.get("run_stages")
-    selected = [n for n in names if not only or n in only]
+    if isinstance(only, str):
+        only = [only]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
-        raise KeyError(f"run_stages: unknown stage(s) {unknown}; this experiment's stages are {names}")
+        raise ConfigError(f"run_stages: unknown stage(s) {unknown}; this experiment's stages are {names}")
+    for name in names:
+        extra = set(stages_cfg[name] or {}) - {"trainer"}
+        if extra:
+            raise ConfigError(f"stages.{name}: unknown key(s) {sorted(extra)}; a stage takes 'trainer' overrides only")
+    selected = [n for n in names if not only or n in only]
     prev_ckpt: str | None = cfg.get("init_from")
+    if selected[0] != names[0] and not prev_ckpt:
+        log.warning("run_stages starts at %r without init_from: it trains from a fresh initialisation, not "
+                    "from the %r stage", selected[0], names[names.index(selected[0]) - 1])
     stage_results: dict[str, Any] = {}
     stage_ckpts: dict[str, str | None] = {}
     stage_sizes: dict[str, Any] = {}
     features: dict[str, Any] = {}
     last_res: dict[str, Any] = {}
+    model = None
     for i, name in enumerate(selected):
         scfg = stages_cfg[name] or {}
-        L.seed_everything(cfg.seed + i, workers=True)
+        L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
         model = _build_model(cfg, dm, name)
         if prev_ckpt:
             report = model.load_previous_stage(prev_ckpt)
@@ -223,9 +252,12 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
         stage_ckpts[name] = best
         last_res = res
     if rank_zero_only.rank == 0 and hasattr(type(model), "staged_figure"):
-        fig = type(model).staged_figure(dm, out, stage_ckpts)
-        if fig is not None:
-            log.info("staged figure: %s", fig)
+        try:
+            fig = type(model).staged_figure(dm, out, stage_ckpts)
+            if fig is not None:
+                log.info("staged figure: %s", fig)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("the staged figure was not drawn: %s", e)
     return {
         "stages": stage_results,
         "test": stage_results[selected[-1]],
@@ -238,6 +270,32 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
 
 
 def _save_weights(model: L.LightningModule, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict()}, path)
+    """Save the weights once (rank 0); every rank waits until the file exists, then gets its path."""
+    if rank_zero_only.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": model.state_dict()}, path)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
     return str(path)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse combinations that would silently do the wrong thing (before any work starts)."""
+    from hydra.types import RunMode
+
+    t = cfg.trainer
+    if t.get("use_distributed_sampler"):
+        raise ConfigError("trainer.use_distributed_sampler must be false: the PK sampler and the evaluation "
+                          "shards are DDP-aware; Lightning's sampler would split batches and evaluate ~1/N of the images")
+    strategy = str(t.get("strategy", "auto"))
+    launched_outside = "LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and strategy == "ddp" \
+            and not launched_outside:
+        raise ConfigError("trainer.strategy=ddp re-executes the command line per rank, which under -m re-launches "
+                          "the whole sweep: use trainer=ddp_spawn for sweeps (or launch ranks with torchrun/SLURM)")
+    if not cfg.get("stages"):
+        for key in ("init_from", "run_stages"):
+            if cfg.get(key) is not None:
+                raise ConfigError(f"{key} applies to staged experiments only; this one has no stages")
+    if not cfg.get("train", True) and cfg.get("test", True) and not cfg.get("ckpt_path") and not cfg.get("stages"):
+        log.warning("train=false without ckpt_path: testing a freshly initialised model")

@@ -31,9 +31,13 @@ def wandb_has_api_key() -> bool:
 def wandb_logger_kwargs(cfg: DictConfig, out: Path, stage: str | None) -> dict[str, Any]:
     """Arguments of ``WandbLogger`` beyond those in ``conf/logger/wandb.yaml``."""
     mode = cfg.logger.wandb.get("mode")
+    if mode not in (None, "auto", "online", "offline"):
+        from vreid_lightning.errors import ConfigError
+
+        raise ConfigError(f"logger.wandb.mode={mode!r}; expected auto, online or offline")
     if mode in (None, "auto"):
         mode = "online" if wandb_has_api_key() else "offline"
-    name = out.name if stage is None else f"{out.name}-{stage}"
+    name = f"{out.parent.name}-{out.name}" if stage is None else f"{out.parent.name}-{out.name}-{stage}"
     return {
         "name": f"{cfg.experiment_name}-{name}",
         "group": cfg.experiment_name,
@@ -45,11 +49,12 @@ def wandb_logger_kwargs(cfg: DictConfig, out: Path, stage: str | None) -> dict[s
     }
 
 
-def log_run_media(logger: Any, out: Path, model: Any) -> None:
-    """Upload the PNG figures written in the run directory as wandb images."""
+def log_run_media(logger: Any, out: Path, recursive: bool = True) -> None:
+    """Upload the PNG figures written in ``out`` (and below it when ``recursive``) as wandb images."""
     import wandb
 
-    pngs = sorted(p for p in out.rglob("*.png") if "wandb" not in p.parts)
+    found = out.rglob("*.png") if recursive else out.glob("*.png")
+    pngs = sorted(p for p in found if "wandb" not in p.parts and "stages" not in p.relative_to(out).parts)
     if pngs:
         logger.experiment.log({f"media/{p.stem}": wandb.Image(str(p)) for p in pngs})
 

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.data.datasets import load_dataset, merge_datasets
 from vreid_lightning.data.datasets.base import MISSING, DatasetFormatError, ReIDDataset, Split
 from vreid_lightning.data.samplers import build_sampler
@@ -99,6 +100,10 @@ class ShardSampler(Sampler[int]):
         rank = rank or 0
         starts = range(rank * batch_size, n, world * batch_size)
         self.indices = [i for s in starts for i in range(s, min(s + batch_size, n))]
+        if not self.indices and n > 0:
+            # every rank must take part in the gather at the end of the evaluation: a rank without a
+            # batch of its own extracts row 0 again (de-duplicated by row index afterwards)
+            self.indices = [0]
 
     def __iter__(self):
         return iter(self.indices)
@@ -159,6 +164,29 @@ def _build_eval_set(ds: ReIDDataset, test_sizes: Sequence[str] | None, options: 
     raise ValueError(f"unknown protocol {ds.protocol!r} of dataset {ds.name!r}; expected 'image' or 'vehicleid'")
 
 
+def _hold_out_validation(train: Split, num_ids: int, seed: int, options: dict[str, Any]) -> tuple[Split, EvalSet]:
+    """Split ``num_ids`` seeded identities off ``train`` as a validation set.
+
+    With cameras: image-to-image protocol, queries = one image per (identity, camera), gallery = all
+    held-out images (a query's own copy is junk: same identity, same camera). Without cameras
+    (VehicleID): the random-gallery protocol on the held-out images.
+    """
+    ids = np.unique(train.pids)
+    if not 0 < num_ids < ids.size:
+        raise ConfigError(f"data.val_ids={num_ids}: expected between 1 and {ids.size - 1} "
+                          f"(the training split has {ids.size} identities)")
+    rng = np.random.default_rng([seed, 7])
+    held = np.isin(train.pids, rng.choice(ids, size=num_ids, replace=False))
+    val = train.subset(np.flatnonzero(held))
+    rest = train.subset(np.flatnonzero(~held))
+    if (val.camids >= 0).all():
+        order = rng.permutation(len(val))
+        _, first = np.unique(np.stack([val.pids[order], val.camids[order]], 1), axis=0, return_index=True)
+        groups = {"query": np.sort(order[first]), "gallery": np.arange(len(val))}
+        return rest, EvalSet(val, "image", groups, options)
+    return rest, EvalSet(val, "vehicleid", {"val": np.arange(len(val))}, options)
+
+
 def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "image": torch.stack([it["image"] for it in items]),
@@ -193,6 +221,9 @@ class ReIDDataModule(L.LightningDataModule):
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
+        val_ids: hold out this many training identities (seeded) as the validation set used for
+            checkpoint selection; 0: validate on the test protocol's images (no held-out set).
+        seed: seed of the samplers, the training-image cap and the validation identities.
     """
 
     def __init__(
@@ -215,11 +246,12 @@ class ReIDDataModule(L.LightningDataModule):
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
+        val_ids: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if synthetic is None and not root:
-            raise ValueError(f"data.root is not set: point it at your {dataset} copy (data.root=/path/to/{dataset})")
+            raise ConfigError(f"data.root is not set: point it at your {dataset} copy (data.root=/path/to/{dataset})")
         self.dataset_name = dataset
         self.root = root
         self.dataset_options = dict(dataset_options or {})
@@ -238,6 +270,7 @@ class ReIDDataModule(L.LightningDataModule):
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
+        self.val_ids = int(val_ids)
         self.seed = seed
         self._ready = False
 
@@ -276,12 +309,18 @@ class ReIDDataModule(L.LightningDataModule):
                         self.max_train_images, self.max_train_images, len(train))
             rng = np.random.default_rng(self.seed)
             train = train.subset(np.sort(rng.choice(len(train), self.max_train_images, replace=False)))
+        self.eval_set = _build_eval_set(self.dataset, self.test_sizes, self.protocol_options)
+        self.val_set = self.eval_set
+        if self.val_ids > 0:
+            train, self.val_set = _hold_out_validation(train, self.val_ids, self.seed, self.protocol_options)
+            log.info("validation: %d held-out training identities (%d images); training on %d identities",
+                     self.val_ids, len(self.val_set.split), np.unique(train.pids).size)
         self.train_split = train
         self.train_pids, self.pid_classes = remap_labels(train.pids)
         names = self.attribute_names if self.attribute_names is not None else sorted(train.attributes)
         unknown = [n for n in names if n not in train.attributes]
         if unknown:
-            raise KeyError(
+            raise ConfigError(
                 f"data.attributes: {unknown} not in the {self.dataset_name} training split "
                 f"(available: {sorted(train.attributes)})"
             )
@@ -294,10 +333,20 @@ class ReIDDataModule(L.LightningDataModule):
                 continue
             self.train_attributes[n] = mapped
             self.attribute_classes[n] = int(len(classes))
-        self.eval_set = _build_eval_set(self.dataset, self.test_sizes, self.protocol_options)
         self._ready = True
 
     # ------------------------------------------------------------------ properties
+    def eval_set_for(self, stage: str) -> EvalSet:
+        """The evaluation set of ``stage``: the held-out validation set for ``val`` when there is one."""
+        return self.val_set if stage == "val" else self.eval_set
+
+    @property
+    def model_selection(self) -> str:
+        """What the best checkpoint is chosen on (recorded in results.json)."""
+        if self.val_set is not self.eval_set:
+            return f"validation split: {self.val_ids} held-out training identities (data.val_ids)"
+        return "the test protocol's images (data.val_ids=0: no held-out validation split)"
+
     @property
     def num_classes(self) -> int:
         return int(len(self.pid_classes))
@@ -331,15 +380,15 @@ class ReIDDataModule(L.LightningDataModule):
         sampler = build_sampler(self.sampler_name, self.train_pids, self.batch_size, seed=self.seed, **extra)
         return self._loader(ds, self.batch_size, sampler, train=True)
 
-    def _eval_loader(self) -> DataLoader:
-        ds = ImageDataset(self.eval_set.split, build_test_transform(self.image_size))
+    def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
+        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        return self._eval_loader(self.eval_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        return self._eval_loader(self.eval_set)

@@ -10,6 +10,7 @@ end, so an interrupted run never leaves a half-written world behind that looks c
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -50,21 +51,32 @@ def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progre
 
     params = dict(params)
     root = synthetic_world_dir(cache_dir, params)
-    stamp = root / "world.json"
-    if stamp.is_file():
-        recorded = json.loads(stamp.read_text())
-        if recorded.get("generator_version") == GENERATOR_VERSION and recorded.get("params") == params:
+    if _is_complete(root, params, GENERATOR_VERSION):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # one generator at a time (ranks started by torchrun/SLURM all call this); the others wait and reuse
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_complete(root, params, GENERATOR_VERSION):
             return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    log.info("Generating synthetic %s world (%s) into %s", params.get("layout", "veri"), params, root)
-    t0 = time.time()
-    generate(out=tmp, progress=progress, **params)
-    (tmp / "world.json").write_text(
-        json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
-                    "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)
-    )
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
+        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        log.info("Generating synthetic %s world (%s) into %s", params.get("layout", "veri"), params, root)
+        t0 = time.time()
+        generate(out=tmp, progress=progress, **params)
+        (tmp / "world.json").write_text(
+            json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
+                        "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)
+        )
+        shutil.rmtree(root, ignore_errors=True)  # a stale or interrupted world under this key
+        tmp.rename(root)
     return root
+
+
+def _is_complete(root: Path, params: dict[str, Any], version: str) -> bool:
+    stamp = root / "world.json"
+    if not stamp.is_file():
+        return False
+    recorded = json.loads(stamp.read_text())
+    return recorded.get("generator_version") == version and recorded.get("params") == params

@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.protocols import image_protocol, vehicleid_protocol
 
 __all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "METRIC_KEYS"]
@@ -97,7 +98,7 @@ class ReIDModule(L.LightningModule):
         self.eval_cfg = {**DEFAULT_EVAL, **(_to_container(evaluation) or {})}
         unknown = set(self.eval_cfg) - set(DEFAULT_EVAL)
         if unknown:
-            raise KeyError(f"evaluation: unknown option(s) {sorted(unknown)}; expected {sorted(DEFAULT_EVAL)}")
+            raise ConfigError(f"model.evaluation: unknown option(s) {sorted(unknown)}; expected {sorted(DEFAULT_EVAL)}")
         self.collector = FeatureCollector()
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=max(num_classes, 2))
         self.eval_results: dict[str, dict[str, Any]] = {}
@@ -209,7 +210,9 @@ class ReIDModule(L.LightningModule):
         if self.trainer.sanity_checking:
             self.collector.reset()
             return
-        feats, eval_set = self._gathered_features(self.trainer.datamodule.eval_set, stage)
+        dm = self.trainer.datamodule
+        base_set = dm.eval_set_for(stage) if hasattr(dm, "eval_set_for") else dm.eval_set
+        feats, eval_set = self._gathered_features(base_set, stage)
         combos = self.feature_combinations(feats, study=bool(self.eval_cfg["feature_study"]))
         results = {name: run_protocol(f, eval_set, self.eval_cfg["metric"]) for name, f in combos.items()}
         main = results[self.main_feature]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.losses.ram import RAMLoss
 from vreid_lightning.methods.base import ReIDModule
 from vreid_lightning.models.backbones import build_backbone
@@ -66,7 +67,7 @@ class RAMModule(ReIDModule):
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
         if stage not in STAGE_MAIN_FEATURE:
-            raise KeyError(f"model.stage={stage!r}; expected one of {list(STAGE_MAIN_FEATURE)}")
+            raise ConfigError(f"model.stage={stage!r}; expected one of {list(STAGE_MAIN_FEATURE)}")
         self.stage = stage
         bcfg = dict(backbone)
         self.net = RAMNet(
@@ -101,7 +102,7 @@ class RAMModule(ReIDModule):
         """Start this stage from a previous stage's checkpoint (shared conv + existing branches)."""
         path = Path(ckpt_path)
         if not path.is_file():
-            raise FileNotFoundError(f"init_from: checkpoint {path} does not exist")
+            raise ConfigError(f"init_from: checkpoint {path} does not exist")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt.get("state_dict", ckpt)
         return load_previous_stage(self.net, state, prefix="net.")

@@ -14,25 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vreid_lightning.errors import DatasetFormatError
+
 __all__ = ["MISSING", "Split", "ReIDDataset", "DatasetFormatError"]
 
 MISSING = -1
-
-
-class DatasetFormatError(ValueError):
-    """A dataset layout does not match what the parser expects.
-
-    The message names the file (and line, when there is one) and what was expected.
-    """
-
-    def __init__(self, path: str | Path, expected: str, line: int | None = None, got: str | None = None):
-        where = f"{path}" + (f", line {line}" if line is not None else "")
-        msg = f"{where}: expected {expected}"
-        if got is not None:
-            msg += f", got {got!r}"
-        super().__init__(msg)
-        self.path = str(path)
-        self.line = line
 
 
 @dataclass

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+from vreid_lightning.errors import ConfigError
+
 from .base import DatasetFormatError, ReIDDataset
 from .cityflow import load_cityflow
 from .compcars import load_compcars
@@ -29,7 +31,7 @@ def canonical_name(name: str) -> str:
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))} "
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))} "
                          f"(aliases: {', '.join(sorted(ALIASES))})")
     return key
 
@@ -56,7 +58,7 @@ def load_dataset(name: str, root: str | Path, **options) -> ReIDDataset:
     accepted = dataset_options(key)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for dataset {key!r}; accepted: {accepted}")
+        raise ConfigError(f"unknown option(s) {unknown} for dataset {key!r}; accepted: {accepted}")
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DatasetFormatError(path, f"an existing {key} dataset root folder (not found)")
