@@ -144,6 +144,8 @@ def test_wandb_offline_writes_one_run_per_stage(tmp_path: Path, veri_world: Path
     runs = list((tmp_path / "outputs" / "ram_synthetic" / "runs").glob("*/wandb/offline-run-*"))
     assert len(runs) == 4, p.stderr[-2000:]  # one wandb run per RAM step, grouped by experiment
     assert all(any(r.rglob("*.wandb")) for r in runs)
+    # RAM's Fig. 3 across the steps is drawn before the last step's upload
+    assert len(list((tmp_path / "outputs" / "ram_synthetic" / "runs").glob("*/response_maps_fig3.png"))) == 1
 
 
 def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_world: Path):

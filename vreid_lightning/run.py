@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -106,7 +106,13 @@ def _build_model(cfg: DictConfig, dm: Any, stage: str | None) -> L.LightningModu
 
 
 def _fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, stage: str | None,
-                  trainer_overrides: dict[str, Any], ckpt_path: str | None) -> tuple[dict[str, Any], str | None]:
+                  trainer_overrides: dict[str, Any], ckpt_path: str | None,
+                  extra_figures: Callable[[str | None], list[Path]] | None = None) -> tuple[dict[str, Any], str | None]:
+    """Fit (unless ``train=false``), test the best checkpoint, draw figures, upload them to wandb.
+
+    ``extra_figures(best_ckpt)`` draws run-level pictures (RAM's Fig. 3 across steps) before the
+    upload, so they reach wandb as media too.
+    """
     trainer = _make_trainer(cfg, out, stage, trainer_overrides)
     stage_dir = out if stage is None else out / "stages" / stage
     results_file = stage_dir / "test_results.json"
@@ -126,16 +132,19 @@ def _fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path,
         if trainer.is_global_zero:
             # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
             results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-            if hasattr(model, "make_figures"):
-                try:
+            extra: list[Path] = []
+            try:  # a picture never costs the results
+                if hasattr(model, "make_figures"):
                     model.make_figures(dm, stage_dir, best)
-                except (OSError, ValueError, RuntimeError) as e:  # a picture never costs the results
-                    log.warning("figures of %s were not drawn: %s", stage or "the run", e)
+                if extra_figures is not None:
+                    extra = extra_figures(best)
+            except (OSError, ValueError, RuntimeError) as e:
+                log.warning("figures of %s were not drawn: %s", stage or "the run", e)
             for lg in trainer.loggers:
                 if "wandb" in type(lg).__name__.lower():
                     from vreid_lightning.wandb_utils import log_run_media
 
-                    log_run_media(lg, stage_dir, recursive=stage is not None)
+                    log_run_media(lg, stage_dir, recursive=stage is not None, extra=extra)
     finally:
         if trainer.is_global_zero:
             from vreid_lightning.wandb_utils import finish_wandb
@@ -232,7 +241,6 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
     stage_sizes: dict[str, Any] = {}
     features: dict[str, Any] = {}
     last_res: dict[str, Any] = {}
-    model = None
     for i, name in enumerate(selected):
         scfg = stages_cfg[name] or {}
         L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
@@ -243,7 +251,12 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
                      name, prev_ckpt, len(report["loaded"]), report["new"])
         overrides = dict(OmegaConf.to_container(scfg.get("trainer", {}), resolve=True) or {})
         ckpt = cfg.get("ckpt_path") if i == 0 else None
-        res, best = _fit_and_test(cfg, dm, model, out, name, overrides, ckpt)
+        figure = None
+        if i == len(selected) - 1 and hasattr(type(model), "staged_figure"):
+            def figure(best: str | None, cls: Any = type(model), done: dict = dict(stage_ckpts), name: str = name) -> list[Path]:
+                fig = cls.staged_figure(dm, out, {**done, name: best})
+                return [fig] if fig is not None else []
+        res, best = _fit_and_test(cfg, dm, model, out, name, overrides, ckpt, figure)
         stage_results[name] = _summary(res)
         features[name] = {k: _summary({"metrics": v}) for k, v in res.get("features", {}).items()}
         if "sizes" in res.get("metrics", {}):
@@ -251,13 +264,6 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
         prev_ckpt = best or _save_weights(model, out / "stages" / name / "final.ckpt")
         stage_ckpts[name] = best
         last_res = res
-    if rank_zero_only.rank == 0 and hasattr(type(model), "staged_figure"):
-        try:
-            fig = type(model).staged_figure(dm, out, stage_ckpts)
-            if fig is not None:
-                log.info("staged figure: %s", fig)
-        except (OSError, ValueError, RuntimeError) as e:
-            log.warning("the staged figure was not drawn: %s", e)
     return {
         "stages": stage_results,
         "test": stage_results[selected[-1]],

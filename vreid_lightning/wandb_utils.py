@@ -49,12 +49,14 @@ def wandb_logger_kwargs(cfg: DictConfig, out: Path, stage: str | None) -> dict[s
     }
 
 
-def log_run_media(logger: Any, out: Path, recursive: bool = True) -> None:
-    """Upload the PNG figures written in ``out`` (and below it when ``recursive``) as wandb images."""
+def log_run_media(logger: Any, out: Path, recursive: bool = True, extra: list[Path] | None = None) -> None:
+    """Upload the PNG figures written in ``out`` (and below it when ``recursive``), plus ``extra``,
+    as wandb images."""
     import wandb
 
     found = out.rglob("*.png") if recursive else out.glob("*.png")
     pngs = sorted(p for p in found if "wandb" not in p.parts and "stages" not in p.relative_to(out).parts)
+    pngs += [Path(p) for p in extra or [] if Path(p).is_file()]
     if pngs:
         logger.experiment.log({f"media/{p.stem}": wandb.Image(str(p)) for p in pngs})
 
