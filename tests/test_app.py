@@ -220,3 +220,14 @@ def test_run_stages_rejects_unknown_stage_names(tmp_path: Path, veri_world: Path
 
     with pytest.raises(ConfigError, match=r"unknown stage\(s\) \['rm'\]"):
         run(compose(["+experiment=ram_synthetic", *TINY, "run_stages=[rm]"], tmp_path))
+
+
+def test_precision_passes_through_to_the_trainer(tmp_path: Path, veri_world: Path):
+    """trainer.precision reaches Lightning (bf16-mixed runs on CPU too; 16-mixed is for GPUs)."""
+    from vreid_lightning.run import _make_trainer, run
+
+    cfg = compose(["+experiment=baseline_synthetic", *TINY, "trainer.fast_dev_run=true",
+                   "trainer.precision=bf16-mixed"], tmp_path)
+    assert _make_trainer(cfg, tmp_path, None, {}).precision == "bf16-mixed"
+    results = run(cfg)
+    assert 0.0 <= results["test"]["mAP"] <= 1.0

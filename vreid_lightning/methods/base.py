@@ -13,6 +13,7 @@ A method subclass supplies the network, the training loss and the named retrieva
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from pathlib import Path
@@ -77,7 +78,7 @@ def _to_container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-class ReIDModule(L.LightningModule):
+class ReIDModule(L.LightningModule, abc.ABC):
     """Base LightningModule for re-ID methods.
 
     Subclasses implement :meth:`training_loss` and :meth:`extract`, and may override
@@ -106,13 +107,13 @@ class ReIDModule(L.LightningModule):
         self.results_path: str | None = None  # where test results are written (set by the runner)
 
     # ------------------------------------------------------------------ subclass API
+    @abc.abstractmethod
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
         """Return ``(total loss, named parts, ID logits for the training accuracy or None)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement training_loss")
 
+    @abc.abstractmethod
     def extract(self, images: Tensor) -> dict[str, Tensor]:
         """Named retrieval features (B, D_i) of a batch of images, in eval mode."""
-        raise NotImplementedError(f"{type(self).__name__} must implement extract")
 
     @property
     def main_feature(self) -> str:
