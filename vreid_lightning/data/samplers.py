@@ -76,7 +76,26 @@ class _IdentityGroups:
         return int(self.ids.size)
 
 
-class PKSampler(Sampler[int]):
+class _EpochSampler(Sampler[int]):
+    """Shared epoch protocol: ``set_epoch`` picks the stream, the subclass's ``epoch_indices()``
+    computes this rank's share of it (the same seed on every rank), iteration flattens it."""
+
+    seed: int = 0
+    epoch: int = 0
+    per_rank: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose stream the next iteration uses (same on all ranks)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices().reshape(-1).tolist())  # type: ignore[attr-defined]
+
+
+class PKSampler(_EpochSampler):
     """P identities x K images per batch, as a flat index stream (DataLoader ``batch_size=P*K``, no shuffle).
 
     Each epoch shuffles the identity list with ``seed + epoch``; step ``s`` takes the next
@@ -123,13 +142,7 @@ class PKSampler(Sampler[int]):
                 f"num_replicas={self.num_replicas} (need at least {per_step} distinct identities)"
             )
         self.num_steps = n // per_step if self.drop_last else math.ceil(n / per_step)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose permutation the next iteration uses (same on all ranks)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_steps * self.p * self.k
+        self.per_rank = self.num_steps * self.p * self.k
 
     def epoch_indices(self) -> np.ndarray:
         """This rank's indices for the current epoch, shape ``(num_steps, P, K)``."""
@@ -153,9 +166,6 @@ class PKSampler(Sampler[int]):
         idx = shuffled[g.offsets[chosen][:, None] + pick]
         return idx.reshape(self.num_steps, self.p, self.k)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices().reshape(-1).tolist())
-
 
 class PKBatchSampler(Sampler[list[int]]):
     """:class:`PKSampler` as a batch sampler: yields one list of ``P*K`` indices per step.
@@ -178,7 +188,7 @@ class PKBatchSampler(Sampler[list[int]]):
         return iter(idx.reshape(idx.shape[0], -1).tolist())
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(_EpochSampler):
     """Class-balanced sampling with replacement: each identity equally likely, images uniform within it.
 
     VehicleNet (TMM 2020) Sec. V-C, Table VIII "balanced sampling", compared with naive sampling
@@ -211,13 +221,6 @@ class BalancedSampler(Sampler[int]):
         self.seed = int(seed)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose stream the next iteration uses (same on all ranks)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.per_rank
-
     def epoch_indices(self) -> np.ndarray:
         """This rank's indices for the current epoch, shape ``(len(self),)``."""
         g = self.groups
@@ -227,11 +230,8 @@ class BalancedSampler(Sampler[int]):
         within = (rng.random(total) * g.counts[ident]).astype(np.int64)
         return g.order[g.offsets[ident] + within][self.rank :: self.num_replicas]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices().tolist())
 
-
-class ShuffleSampler(Sampler[int]):
+class ShuffleSampler(_EpochSampler):
     """Naive sampling: every row once per epoch in a shared random order, dealt round the ranks.
 
     VehicleNet (TMM 2020) Sec. V-C, Table VIII "naive sampling". Same semantics as
@@ -263,21 +263,11 @@ class ShuffleSampler(Sampler[int]):
         self.seed = int(seed)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose permutation the next iteration uses (same on all ranks)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.per_rank
-
     def epoch_indices(self) -> np.ndarray:
         """This rank's indices for the current epoch, shape ``(len(self),)``."""
         perm = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
         perm = np.resize(perm, self.per_rank * self.num_replicas)
         return perm[self.rank :: self.num_replicas]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices().tolist())
 
 
 SAMPLERS = ("pk", "balanced", "shuffle")

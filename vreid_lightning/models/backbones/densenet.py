@@ -11,7 +11,7 @@ from torchvision.models import densenet121 as tv_densenet121
 
 from .base import Backbone
 from .registry import register_backbone
-from .weights import download_state_dict, load_into
+from .weights import load_library_weights
 
 __all__ = ["DenseNet121"]
 
@@ -46,7 +46,4 @@ class DenseNet121(Backbone):
 def densenet121(pretrained: bool = False, **kwargs: object) -> DenseNet121:
     """DenseNet-121; ``pretrained`` loads torchvision's ``DenseNet121_Weights.IMAGENET1K_V1``."""
     backbone = DenseNet121(**kwargs)
-    if pretrained:
-        url = DenseNet121_Weights.IMAGENET1K_V1.url
-        load_into(backbone, download_state_dict(url, "densenet121"), source=url)
-    return backbone
+    return load_library_weights(backbone, DenseNet121_Weights.IMAGENET1K_V1, "densenet121") if pretrained else backbone

@@ -9,7 +9,7 @@ from torchvision.models import resnet50 as tv_resnet50
 
 from .base import Backbone
 from .registry import register_backbone
-from .weights import download_state_dict, load_into
+from .weights import load_library_weights
 
 __all__ = ["ResNet50"]
 
@@ -49,7 +49,4 @@ class ResNet50(Backbone):
 def resnet50(pretrained: bool = False, **kwargs: object) -> ResNet50:
     """ResNet-50; ``pretrained`` loads torchvision's ``ResNet50_Weights.IMAGENET1K_V1``."""
     backbone = ResNet50(**kwargs)
-    if pretrained:
-        url = ResNet50_Weights.IMAGENET1K_V1.url
-        load_into(backbone, download_state_dict(url, "resnet50"), source=url)
-    return backbone
+    return load_library_weights(backbone, ResNet50_Weights.IMAGENET1K_V1, "resnet50") if pretrained else backbone

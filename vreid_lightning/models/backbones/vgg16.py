@@ -11,7 +11,7 @@ from torchvision.models import vgg16 as tv_vgg16
 
 from .base import Backbone
 from .registry import register_backbone
-from .weights import download_state_dict, load_into
+from .weights import load_library_weights
 
 __all__ = ["VGG16"]
 
@@ -72,7 +72,4 @@ class VGG16(Backbone):
 def vgg16(pretrained: bool = False, **kwargs: object) -> VGG16:
     """VGG16; ``pretrained`` loads torchvision's ``VGG16_Weights.IMAGENET1K_V1``."""
     backbone = VGG16(**kwargs)
-    if pretrained:
-        url = VGG16_Weights.IMAGENET1K_V1.url
-        load_into(backbone, download_state_dict(url, "vgg16"), source=url)
-    return backbone
+    return load_library_weights(backbone, VGG16_Weights.IMAGENET1K_V1, "vgg16") if pretrained else backbone

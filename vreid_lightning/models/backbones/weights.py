@@ -10,7 +10,7 @@ import torch
 
 from .base import Backbone
 
-__all__ = ["download_state_dict", "read_state_dict_file", "load_into", "WEIGHTS_HINT"]
+__all__ = ["download_state_dict", "read_state_dict_file", "load_into", "load_library_weights", "WEIGHTS_HINT"]
 
 WEIGHTS_HINT = (
     "Pass a local state dict with backbone.weights=PATH (see docs/weights.md), "
@@ -138,3 +138,10 @@ def load_into(
             stacklevel=2,
         )
     backbone.load_state_dict(state, strict=False)
+
+
+def load_library_weights(backbone: torch.nn.Module, weights: object, name: str) -> torch.nn.Module:
+    """Load a torchvision ``*_Weights`` enum member's ImageNet weights (cache or download) into ``backbone``."""
+    url = weights.url  # type: ignore[attr-defined]
+    load_into(backbone, download_state_dict(url, name), source=url)
+    return backbone
