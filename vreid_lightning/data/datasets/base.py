@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,6 +132,9 @@ class ReIDDataset:
         protocol: ``"image"`` (query vs gallery, junk = same id and camera) or ``"vehicleid"``.
         attribute_classes: attribute name -> number of classes (for classifier heads).
         warnings: things a user should know (erratum fixes, skipped files ...), each one line.
+        diagnostics: machine-readable counts behind the warnings (e.g. CompCars ``missing_files``,
+            CityFlow ``untracked_train_images``): shown by ``inspect`` and recorded in results.json's
+            provenance.
     """
 
     name: str
@@ -142,6 +146,7 @@ class ReIDDataset:
     protocol: str = "image"
     attribute_classes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def splits(self) -> dict[str, Split]:
         out: dict[str, Split] = {"train": self.train}
@@ -161,4 +166,5 @@ class ReIDDataset:
             "splits": {k: v.summary() for k, v in self.splits().items()},
             "attribute_classes": dict(self.attribute_classes),
             "warnings": list(self.warnings),
+            "diagnostics": dict(self.diagnostics),
         }
