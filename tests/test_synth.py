@@ -116,6 +116,28 @@ def test_type_colour_sharing_at_veri_scale():
     assert None in years and any(y is not None for y in years), "CompCars needs some unknown years"
 
 
+@pytest.mark.parametrize("ids", [100, 200])
+def test_type_colour_confusers_at_default_sizes(ids):
+    """>= 70% of identities share (type, colour) with >= 3 others at 100 and 200 ids, for every seed."""
+    from vreid_lightning.synth.palette import PASSENGER_TYPES
+
+    for seed in range(6):
+        idents = sample_identities(ids, seed)
+        ratio = type_colour_sharing(idents)
+        assert ratio >= 0.70, f"seed {seed}: only {ratio:.2f} share their (type, colour) with >= 3 others"
+        # the concentration comes from the traffic tables, not from a single (type, colour)
+        assert len({(i.type_id, i.colour_id) for i in idents}) >= 8
+        assert len({i.type_id for i in idents}) >= 5
+    assert type_colour_sharing(sample_identities(ids, 0, PASSENGER_TYPES)) >= 0.70  # CompCars' cars only
+
+
+def test_identity_depends_on_seed_and_id_alone():
+    """The (type, colour) draw keeps every identity a function of (seed, vid): a bigger world extends a smaller."""
+    small, big = sample_identities(40, 5), sample_identities(120, 5)
+    assert small == big[:40]
+    assert sample_identities(40, 6) != small
+
+
 def _render(ident, view, cam, kinds, size=128):
     img, _ = render_view(ident, view, cam, size, np.random.default_rng(7), mark_kinds=kinds)
     return np.asarray(img, dtype=np.int16)

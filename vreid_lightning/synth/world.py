@@ -1,6 +1,6 @@
 """The world model: identities (model, colour, local marks) and the cameras that see them.
 
-Global appearance is drawn from skewed traffic distributions, so many identities share model and
+Global appearance is drawn from concentrated traffic distributions, so many identities share model and
 colour; what tells them apart are instance-specific local marks fixed to the 3D body (windshield
 stickers, dashboard items, side decals, roof items, rear stickers, the plate). Everything is derived
 from ``numpy.random.default_rng([seed, stream, id])`` streams, so any identity can be rebuilt alone.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .models import CATALOGUE, VehicleModel
-from .palette import COLOUR_RGB, COLOUR_WEIGHTS, MARK_RGB, TYPE_WEIGHTS
+from .palette import COLOUR_RGB, MARK_RGB, type_colour_cells
 
 __all__ = ["Mark", "Identity", "Camera", "World", "sample_identities", "make_cameras", "build_world",
            "type_colour_sharing", "STYLES"]
@@ -24,7 +24,13 @@ __all__ = ["Mark", "Identity", "Camera", "World", "sample_identities", "make_cam
 STYLES = ("surveillance", "checkpoint", "web")
 
 # Stream ids for the per-id random generators (kept fixed: changing them changes every world).
-_S_ATTR, _S_MARKS, _S_CAMERA, _S_UNKNOWN_YEAR = 1, 2, 3, 4
+_S_ATTR, _S_MARKS, _S_CAMERA, _S_UNKNOWN_YEAR, _S_TYPE_COLOUR = 1, 2, 3, 4, 5
+
+# (type, colour) is drawn by a golden-ratio (Weyl) sequence through the joint traffic distribution:
+# identity ``vid`` takes the cell at u = frac(offset(seed) + vid / phi). Each identity is still a
+# function of (seed, vid) alone, but the counts per cell follow the traffic weights within about one
+# identity at any world size (an i.i.d. draw leaves a 100-identity world's sharing ratio to chance).
+_PHI_INV = (5**0.5 - 1) / 2
 
 _BRIGHT = np.array([0, 1, 2, 3, 4, 5, 6, 8])  # MARK_RGB rows readable on dark glass (not black)
 
@@ -122,11 +128,6 @@ class World:
         return self.identities[vid - 1]
 
 
-def _weights(table: dict[int, float], keys: list[int]) -> np.ndarray:
-    w = np.array([table[k] for k in keys], dtype=np.float64)
-    return w / w.sum()
-
-
 def _contrasting(rng: np.random.Generator, body: np.ndarray, pool: np.ndarray, min_dist: float = 120.0) -> tuple:
     """A mark colour from ``pool`` rows of MARK_RGB that stands out against ``body``."""
     cand = MARK_RGB[pool]
@@ -190,7 +191,7 @@ def _sample_marks(rng: np.random.Generator, type_id: int, body: np.ndarray) -> t
 
 
 def sample_identities(ids: int, seed: int, types: tuple[int, ...] | None = None) -> tuple[Identity, ...]:
-    """Draw ``ids`` identities: type, model, colour from the traffic distributions, then marks.
+    """Draw ``ids`` identities: (type, colour) from the joint traffic distribution, model, then marks.
 
     Args:
         ids: number of identities (world ids ``1..ids``).
@@ -199,18 +200,17 @@ def sample_identities(ids: int, seed: int, types: tuple[int, ...] | None = None)
     """
     if ids < 1:
         raise ValueError(f"ids must be >= 1, got {ids}")
-    type_keys = sorted(types) if types else sorted(TYPE_WEIGHTS)
-    colour_keys = sorted(COLOUR_WEIGHTS)
-    tw, cw = _weights(TYPE_WEIGHTS, type_keys), _weights(COLOUR_WEIGHTS, colour_keys)
-    by_type = {t: [m for m in CATALOGUE if m.type_id == t] for t in type_keys}
+    cells, cumulative = type_colour_cells(types)
+    by_type = {t: [m for m in CATALOGUE if m.type_id == t] for t in {t for t, _ in cells}}
     pops = {t: np.array([m.popularity for m in ms]) / sum(m.popularity for m in ms) for t, ms in by_type.items()}
+    offset = float(np.random.default_rng([seed, _S_TYPE_COLOUR]).random())
     out: list[Identity] = []
     for vid in range(1, ids + 1):
         rng = np.random.default_rng([seed, _S_ATTR, vid])
-        type_id = int(type_keys[rng.choice(len(type_keys), p=tw)])
+        u = (offset + vid * _PHI_INV) % 1.0
+        type_id, colour_id = cells[min(int(np.searchsorted(cumulative, u, side="right")), len(cells) - 1)]
         models = by_type[type_id]
         model = models[rng.choice(len(models), p=pops[type_id])]
-        colour_id = int(colour_keys[rng.choice(len(colour_keys), p=cw)])
         shade = float(rng.uniform(0.88, 1.12))
         base = np.asarray(COLOUR_RGB[colour_id], dtype=np.float64)
         rgb = tuple(int(c) for c in np.clip(base * shade + rng.normal(0, 3, 3), 0, 255))
