@@ -8,6 +8,8 @@ tests every stage and reports all of them under ``stages`` in ``results.json``.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import logging
 import os
@@ -21,7 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
@@ -91,7 +94,18 @@ def _best_ckpt(trainer: L.Trainer) -> str | None:
     return None
 
 
-def _build_model(cfg: DictConfig, dm: Any, stage: str | None) -> L.LightningModule:
+def _accepts(target: str, name: str) -> bool:
+    """Whether the class ``target`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    params = inspect.signature(get_class(target).__init__).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _build_model(cfg: DictConfig, dm: Any, stage: str | None, stage_sets_model_stage: bool = False) -> L.LightningModule:
+    """Instantiate ``cfg.model`` with the data-dependent arguments.
+
+    In a staged run the stage's name is passed as ``stage`` (RAM: the step picks the branches) when the
+    module takes a ``stage`` argument and the stage's own ``model`` override does not set it.
+    """
     extra: dict[str, Any] = {
         "num_classes": dm.num_classes,
         "attribute_classes": dict(dm.attribute_classes),
@@ -99,7 +113,7 @@ def _build_model(cfg: DictConfig, dm: Any, stage: str | None) -> L.LightningModu
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True) or None,
     }
-    if stage is not None:
+    if stage is not None and not stage_sets_model_stage and _accepts(cfg.model._target_, "stage"):
         extra["stage"] = stage
     # plain containers (not DictConfig) in hparams, so checkpoints load with weights_only=True
     return instantiate(cfg.model, **extra, _recursive_=False, _convert_="all")
@@ -194,14 +208,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
 
-    dm = instantiate(cfg.data, _recursive_=False)
-    dm.prepare_data()
-    dm.setup("fit")
-    results: dict[str, Any] = {"experiment": cfg.experiment_name, "data": as_float_dict(
-        {"train_images": len(dm.train_split), "train_ids": dm.num_classes,
-         "eval_images": len(dm.eval_set.split)}), "model_selection": dm.model_selection}
-
     stages = cfg.get("stages")
+    if stages:  # a bad stage key fails before any data is generated
+        for name in stages:
+            stage_config(cfg, name)
+    dm = _setup_datamodule(cfg)
+    results: dict[str, Any] = {"experiment": cfg.experiment_name, "data": _data_summary(dm),
+                               "model_selection": dm.model_selection}
+
     if not stages:
         model = _build_model(cfg, dm, None)
         res, best = _fit_and_test(cfg, dm, model, out, None, {}, cfg.get("ckpt_path"))
@@ -227,10 +241,7 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
         raise ConfigError(f"run_stages: unknown stage(s) {unknown}; this experiment's stages are {names}")
-    for name in names:
-        extra = set(stages_cfg[name] or {}) - {"trainer"}
-        if extra:
-            raise ConfigError(f"stages.{name}: unknown key(s) {sorted(extra)}; a stage takes 'trainer' overrides only")
+    stage_cfgs = {name: stage_config(cfg, name) for name in names}  # every stage checked before any work
     selected = [n for n in names if not only or n in only]
     prev_ckpt: str | None = cfg.get("init_from")
     if selected[0] != names[0] and not prev_ckpt:
@@ -241,22 +252,30 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
     stage_sizes: dict[str, Any] = {}
     features: dict[str, Any] = {}
     last_res: dict[str, Any] = {}
+    data_key = _data_key(cfg)
+    stage_data: dict[str, Any] = {}
     for i, name in enumerate(selected):
         scfg = stages_cfg[name] or {}
+        cfg_s = stage_cfgs[name]
+        if _data_key(cfg_s) != data_key:  # this stage trains/tests on other data: a new DataModule
+            data_key = _data_key(cfg_s)
+            dm = _setup_datamodule(cfg_s)
+            log.info("stage %s: data rebuilt (%d train images, %d identities)", name, len(dm.train_split), dm.num_classes)
+        stage_data[name] = _data_summary(dm)
         L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
-        model = _build_model(cfg, dm, name)
+        model = _build_model(cfg_s, dm, name, stage_sets_model_stage="stage" in (scfg.get("model") or {}))
         if prev_ckpt:
             report = model.load_previous_stage(prev_ckpt)
             log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
                      name, prev_ckpt, len(report["loaded"]), report["new"])
-        overrides = dict(OmegaConf.to_container(scfg.get("trainer", {}), resolve=True) or {})
+        overrides: dict[str, Any] = {}  # the stage's trainer keys are merged into cfg_s.trainer already
         ckpt = cfg.get("ckpt_path") if i == 0 else None
         figure = None
         if i == len(selected) - 1 and hasattr(type(model), "staged_figure"):
             def figure(best: str | None, cls: Any = type(model), done: dict = dict(stage_ckpts), name: str = name) -> list[Path]:
                 fig = cls.staged_figure(dm, out, {**done, name: best})
                 return [fig] if fig is not None else []
-        res, best = _fit_and_test(cfg, dm, model, out, name, overrides, ckpt, figure)
+        res, best = _fit_and_test(cfg_s, dm, model, out, name, overrides, ckpt, figure)
         stage_results[name] = _summary(res)
         features[name] = {k: _summary({"metrics": v}) for k, v in res.get("features", {}).items()}
         if "sizes" in res.get("metrics", {}):
@@ -271,8 +290,60 @@ def _run_stages(cfg: DictConfig, dm: Any, out: Path) -> dict[str, Any]:
         "features": features[selected[-1]],
         "stage_features": features,
         **({"stage_sizes": stage_sizes} if stage_sizes else {}),
+        **({"stage_data": stage_data} if len({json.dumps(v, sort_keys=True) for v in stage_data.values()}) > 1 else {}),
         "best_checkpoint": prev_ckpt,
     }
+
+
+STAGE_KEYS = ("trainer", "data", "model", "backbone", "optimizer", "scheduler")
+
+
+def stage_config(cfg: DictConfig, name: str) -> DictConfig:
+    """The config one stage runs with: ``cfg`` with ``stages.<name>``'s overrides merged in.
+
+    A stage may override the ``trainer``, ``data``, ``model``, ``backbone``, ``optimizer`` and
+    ``scheduler`` groups. An override is merged key by key into the top-level group (keys the group
+    does not have are refused), except that an override carrying its own ``_target_`` replaces the
+    group whole (another model class, another optimizer). Overrides are per stage, not cumulative:
+    each stage starts from the top-level config.
+    """
+    scfg = cfg.stages[name] or {}
+    unknown = set(scfg) - set(STAGE_KEYS)
+    if unknown:
+        raise ConfigError(f"stages.{name}: unknown key(s) {sorted(unknown)}; a stage may override {list(STAGE_KEYS)}")
+    out = copy.deepcopy(cfg)
+    for group in STAGE_KEYS:
+        over = scfg.get(group)
+        if over is None:
+            continue
+        if not isinstance(over, DictConfig):
+            raise ConfigError(f"stages.{name}.{group}: expected a mapping of overrides, got {over!r}")
+        try:
+            if "_target_" in over and over._target_ != (cfg.get(group) or {}).get("_target_"):
+                with open_dict(out):
+                    out[group] = over
+            else:
+                out[group] = OmegaConf.merge(cfg[group], over)
+        except (ConfigKeyError, ConfigAttributeError) as e:
+            raise ConfigError(f"stages.{name}.{group}: {e.msg.splitlines()[0]} (a stage overrides existing keys "
+                              f"only; give a _target_ to replace the whole {group} config)") from None
+    return out
+
+
+def _data_key(cfg: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True, default=str)
+
+
+def _setup_datamodule(cfg: DictConfig) -> Any:
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def _data_summary(dm: Any) -> dict[str, Any]:
+    return as_float_dict({"train_images": len(dm.train_split), "train_ids": dm.num_classes,
+                          "eval_images": len(dm.eval_set.split)})
 
 
 def _save_weights(model: L.LightningModule, path: Path) -> str:
