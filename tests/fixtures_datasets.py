@@ -90,7 +90,8 @@ def write_vehicleid(root: Path) -> Path:
 
     model_attr.txt labels vehicles 1 -> 7, 2 -> 249, 10 -> 0, 11 -> 3 (3, 12, 13 unlabelled);
     color_attr.txt labels 1 -> 6, 10 -> 0 only. Lists use CRLF, trailing spaces and blank lines; one
-    stem (0000100) is on disk but in no list.
+    stem (0000100) is on disk but in no list. model_names.txt: UTF-8 Chinese ``<name> <id>`` (a UTF-8
+    BOM, one name with a space); color_names.txt: CRLF ``<name> <id>``, as released (``sliver`` sic).
     """
     train = [("0000001", 1), ("0000002", 1), ("0000003", 2), ("0000004", 2), ("0000005", 3)]
     test = [("0001001", 10), ("0001002", 10), ("0001003", 11), ("0001004", 11), ("0001005", 12)]
@@ -104,6 +105,10 @@ def write_vehicleid(root: Path) -> Path:
     _text(root / "attribute" / "model_attr.txt", ["1 7", "2 249 ", "", "10 0", "11 3"], crlf=True)
     _text(root / "attribute" / "color_attr.txt", ["1 6", "10 0"])
     _text(root / "attribute" / "img2vid.txt", [f"{s} {v}" for s, v in train + test + extra])
+    (root / "attribute" / "model_names.txt").write_bytes(
+        "\ufeff五菱荣光2008款 0\n大众-朗逸2006-2011 1\n奥迪A6L 2012款 2\n".encode("utf-8"))
+    (root / "attribute" / "color_names.txt").write_bytes(
+        b"black 0\r\nblue 1\r\ngray 2\r\nred 3\r\nsliver 4\r\nwhite 5\r\nyellow 6\r\n")
     return root
 
 

@@ -157,6 +157,44 @@ def test_vehicleid_counts_lists_and_partial_attributes(tmp_path):
     assert list(only.test_lists) == ["800"]
 
 
+def test_vehicleid_attribute_names_utf8_and_crlf(tmp_path):
+    root = write_vehicleid(tmp_path / "VehicleID_V1.0")
+    ds = load_dataset("vehicleid", root)
+    assert ds.attribute_names["model"] == {0: "五菱荣光2008款", 1: "大众-朗逸2006-2011", 2: "奥迪A6L 2012款"}
+    assert ds.attribute_names["colour"][4] == "sliver" and ds.attribute_names["colour"][6] == "yellow"
+    assert all("\r" not in n for n in ds.attribute_names["colour"].values())
+    assert ds.summary()["attribute_names"] == {"model": 3, "colour": 7}
+    (root / "attribute" / "color_names.txt").write_bytes(b"black 0\r\nblue\r\n")
+    err = _raises_at(root / "attribute" / "color_names.txt", 2, load_dataset, "vehicleid", root)
+    assert "<name> <id>" in str(err)
+    (root / "attribute" / "color_names.txt").write_bytes("black 0\nschwarz 0\n".encode())
+    _raises_at(root / "attribute" / "color_names.txt", 2, load_dataset, "vehicleid", root)
+    (root / "attribute" / "color_names.txt").write_bytes("0 black\r\n".encode())  # <id> <name> is read too
+    assert load_dataset("vehicleid", root).attribute_names["colour"] == {0: "black"}
+    (root / "attribute" / "model_names.txt").write_bytes("五菱 0\n".encode("gb2312"))
+    _raises_at(root / "attribute" / "model_names.txt", 1, load_dataset, "vehicleid", root)  # not UTF-8
+    (root / "attribute" / "model_names.txt").unlink()
+    (root / "attribute" / "color_names.txt").unlink()
+    assert load_dataset("vehicleid", root).attribute_names == {}
+
+
+def test_inspect_checks_vehicleid_img2vid(tmp_path):
+    root = write_vehicleid(tmp_path / "VehicleID_V1.0")
+    cmd = [sys.executable, "-m", "vreid_lightning.data.inspect", "--dataset", "vehicleid", "--root", str(root)]
+    check = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["checks"]["img2vid"]
+    assert check["agree"] and check["listed_images"] == 12 and check["lines"] == 12 and check["vehicles"] == 7
+    # one image given to another vehicle, one missing, one line conflicting with an earlier one
+    lines = (root / "attribute" / "img2vid.txt").read_text().splitlines()
+    lines[0] = "0000001 2"
+    (root / "attribute" / "img2vid.txt").write_text("\n".join(lines[:-1] + ["0000003 5", "0009999 40"]) + "\n")
+    check = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["checks"]["img2vid"]
+    assert not check["agree"]
+    assert (check["vehicle_disagreements"], check["not_in_img2vid"], check["conflicting_lines"],
+            check["unlisted_images"]) == (1, 1, 1, 1)
+    assert check["first_disagreements"] == ["0000001: list 1 / img2vid 2"]
+    assert check["first_not_in_img2vid"] == ["0001007"]
+
+
 def test_vehicleid_error_paths(tmp_path):
     root = write_vehicleid(tmp_path / "VehicleID_V1.0")
     lst = root / "train_test_split" / "test_list_800.txt"
@@ -183,10 +221,14 @@ def test_cityflow_validation_split(tmp_path):
     root = write_cityflow(tmp_path / "AIC20_ReID")
     ds = load_dataset("cityflow", root)
     assert isinstance(ds, CityFlowDataset) and ds.protocol == "image"
-    # 12 ids < 333: round(12 * 78 / 333) = 3 held out; 4 images each (2 tracks of 2) -> all 4 are queries
+    # 12 ids < 333: seeded, round(12 * 78 / 333) = 3 held out; 2 cameras each -> one query per camera
     held = ds.validation["held_out_ids"]
+    assert ds.validation["method"] == "seeded"
     assert len(held) == 3 and set(held) <= set(CITYFLOW_IDS)
-    assert [len(ds.train), ds.train.num_ids, len(ds.query), len(ds.gallery), ds.gallery.num_ids] == [36, 9, 12, 48, 12]
+    assert [len(ds.train), ds.train.num_ids, len(ds.query), len(ds.gallery), ds.gallery.num_ids] == [36, 9, 6, 48, 12]
+    for vid in held:
+        assert sorted(ds.query.camids[ds.query.pids == vid].tolist()) == sorted(set(
+            ds.gallery.camids[ds.gallery.pids == vid].tolist()))
     assert set(ds.query.pids.tolist()) == set(held)
     assert not set(ds.query.pids.tolist()) & set(ds.train.pids.tolist())
     assert set(ds.query.paths) <= set(ds.gallery.paths)  # queries stay in the gallery (junk rule removes them)
@@ -196,22 +238,109 @@ def test_cityflow_validation_split(tmp_path):
     assert again.query.paths == ds.query.paths and again.validation == ds.validation
     other = load_dataset("cityflow", root, val_seed=1)
     assert other.validation["held_out_ids"] != held
-    # one query per track first
-    two = load_dataset("cityflow", root, queries_per_id=2)
-    assert len(two.query) == 6
-    for vid in two.validation["held_out_ids"]:
-        assert np.unique(two.query.tracks[two.query.pids == vid]).size == 2
+    # queries_per_id: one query per track first, then a second per track
+    three = load_dataset("cityflow", root, queries_per_id=3)
+    assert len(three.query) == 9
+    for vid in three.validation["held_out_ids"]:
+        assert np.unique(three.query.tracks[three.query.pids == vid]).size == 2
     off = load_dataset("cityflow", root, val_ids=0)
     assert [len(off.train), off.query, off.gallery, off.validation] == [48, None, None, {}]
 
 
 def test_cityflow_full_size_holds_out_78_ids(tmp_path):
-    ids = list(range(1, 341))
+    ids = list(range(1, 341))  # full size, but no id above 400: auto -> seeded, 78 ids
     root = write_cityflow(tmp_path / "aic", ids=ids, per_track=1)
     ds = load_dataset("cityflow", root)
+    assert ds.validation["method"] == "seeded"
     assert ds.validation["num_held_out_ids"] == 78 and ds.train.num_ids == 340 - 78
     assert len(ds.query) == 78 * 2 and ds.query.num_ids == 78
     assert len(load_dataset("cityflow", root, val_ids=10).query) == 20
+    with pytest.raises(ValueError, match="val_split='released': 0 of 340 training ids are above"):
+        load_dataset("cityflow", root, val_split="released")
+
+
+def test_cityflow_released_split_is_vehiclenet_sec_3a(tmp_path):
+    """VehicleNet sec. III-A as released: 255 training ids (<= 400), the other 78 give one query per
+    camera (first image in name order), the whole original training set is the gallery."""
+    ids = list(range(145, 400 + 1)) + list(range(589, 666 + 1))  # 256 ids <= 400 ... trimmed to 255 below
+    ids = ids[1:]
+    assert (sum(i <= 400 for i in ids), sum(i > 400 for i in ids)) == (255, 78)
+    root = write_cityflow(tmp_path / "aic", ids=ids, per_track=2)
+    ds = load_dataset("cityflow", root)
+    v = ds.validation
+    assert v["method"] == "released" and v["val_id_threshold"] == 400
+    assert ds.train.num_ids == 255 and (ds.train.pids <= 400).all() and len(ds.train) == 255 * 4
+    assert v["held_out_ids"] == list(range(589, 667)) and ds.query.num_ids == 78
+    assert len(ds.gallery) == len(ids) * 4 and ds.gallery.num_ids == 333  # the whole training set
+    assert len(ds.query) == 78 * 2  # 2 cameras per id -> 2 queries
+    names = [Path(p).name for p in ds.gallery.paths]
+    for vid in v["held_out_ids"]:
+        for cam in set(ds.gallery.camids[ds.gallery.pids == vid].tolist()):
+            first = min(n for n, p, c in zip(names, ds.gallery.pids, ds.gallery.camids) if p == vid and c == cam)
+            assert [Path(p).name for p, q, c in zip(ds.query.paths, ds.query.pids, ds.query.camids)
+                    if q == vid and c == cam] == [first]
+    assert not any("released split holds out" in w for w in ds.warnings)
+    assert any("holds out 78 id(s)" in w for w in load_dataset("cityflow", root, val_ids=70).warnings)
+    seeded = load_dataset("cityflow", root, val_split="seeded")
+    assert seeded.validation["method"] == "seeded" and seeded.validation["num_held_out_ids"] == 78
+    assert seeded.validation["held_out_ids"] != v["held_out_ids"]
+
+
+@pytest.mark.parametrize("files", ["both", "txt", "id"])
+def test_cityflow_track_files_as_released(tmp_path, files):
+    """AIC19's train_track.txt lacks each track's last image (single-image tracks: blank lines);
+    train_track_id.txt is complete (1-based unpadded numbers, trailing space). Both are read."""
+    root = write_cityflow(tmp_path / "AIC20_ReID", per_track=3)  # 24 tracks of 3 images, 72 images
+    tracks = [[3 * t + k + 1 for k in range(3)] for t in range(24)]
+    tracks[5] = tracks[5][:1]  # a single-image track: image 17 and 18 join their own tracks below
+    tracks.insert(6, [17, 18])
+    (root / "train_track_id.txt").write_text("".join(" ".join(map(str, t)) + " \n" for t in tracks))
+    (root / "train_track.txt").write_text("".join(" ".join(f"{n:06d}.jpg" for n in t[:-1]) + "\n" for t in tracks))
+    if files == "txt":
+        (root / "train_track_id.txt").unlink()
+    if files == "id":
+        (root / "train_track.txt").unlink()
+    ds = load_dataset("cityflow", root, val_ids=0)
+    t = ds.train.tracks
+    record = ds.diagnostics["tracks"]["train"]
+    if files == "txt":
+        assert int((t >= 0).sum()) == 72 - 25 and ds.diagnostics["untracked_train_images"] == 25
+        assert record["used"] == ["train_track.txt"] and record["files"]["train_track.txt"]["blank_lines"] == 1
+        said = [w for w in ds.warnings if "25 of 72 image(s) are in no track" in w]
+        assert said and "train_track_id.txt is complete" in said[0]
+    else:
+        assert (t >= 0).all() and np.unique(t).size == 25 and ds.diagnostics["untracked_train_images"] == 0
+        assert record["used"] == ["train_track_id.txt"]
+        # every track is one vehicle and one camera
+        for k in np.unique(t):
+            assert np.unique(ds.train.pids[t == k]).size == 1 and np.unique(ds.train.camids[t == k]).size == 1
+    if files == "both":
+        d = record["disagreement"]
+        assert d == {"only_in": {"train_track_id.txt": 25, "train_track.txt": 0}, "lines_inside": 24,
+                     "lines_added": 0, "lines_conflicting": 0}
+        said = [w for w in ds.warnings if "train_track.txt and train_track_id.txt disagree" in w
+                or "train_track_id.txt and train_track.txt disagree" in w]
+        assert len(said) == 1 and "25 image(s) tracked only in train_track_id.txt" in said[0]
+        assert "1 blank line(s)" in said[0]
+    if files == "id":
+        assert not any("track" in w for w in ds.warnings)
+
+
+def test_cityflow_track_union_and_conflicts(tmp_path):
+    """The second file's tracks fill images the first leaves out; conflicting lines are counted."""
+    root = write_cityflow(tmp_path / "AIC20_ReID")  # 24 tracks of 2, train_track.txt complete
+    (root / "train_track_id.txt").write_text("1 2 \n3 4 \n")  # agrees, covers less
+    ds = load_dataset("cityflow", root, val_ids=0)
+    assert ds.diagnostics["tracks"]["train"]["used"] == ["train_track.txt"] and (ds.train.tracks >= 0).all()
+    lines = (root / "train_track.txt").read_text().splitlines()
+    (root / "train_track.txt").write_text("\n".join(lines[2:]) + "\n")  # drops images 1-4
+    (root / "train_track_id.txt").write_text("1 2 \n3 4 \n5 7 \n")  # 5 7: split over two tracks
+    ds = load_dataset("cityflow", root, val_ids=0)
+    record = ds.diagnostics["tracks"]["train"]
+    assert record["used"] == ["train_track.txt", "train_track_id.txt"] and (ds.train.tracks >= 0).all()
+    assert record["disagreement"]["lines_added"] == 2 and record["disagreement"]["lines_conflicting"] == 1
+    assert ds.train.tracks[0] == ds.train.tracks[1] != ds.train.tracks[2]
+    assert any("1 conflict" in w and "plus 2 track(s) only in train_track_id.txt" in w for w in ds.warnings)
 
 
 def test_cityflow_unlabelled_sets_and_aic21(tmp_path):
@@ -259,8 +388,14 @@ def test_validation_split_prefers_ids_seen_by_two_cameras():
 # ------------------------------------------------------------------------------------------- CompCars
 def test_compcars_default_and_options(tmp_path):
     root = write_compcars(tmp_path / "CompCars")
-    _raises_at(root / "data/train_test_split/classification/train.txt", 5, load_dataset, "compcars", root)
-    ds = load_dataset("compcars", root, missing_files="skip")
+    # strict: the first listed file missing on disk stops the load, naming the list and line
+    err = _raises_at(root / "data/train_test_split/classification/train.txt", 5, load_dataset, "compcars", root,
+                     missing_files="error")
+    assert "d1.jpg" in str(err)
+    ds = load_dataset("compcars", root)  # default: skip and count
+    assert ds.diagnostics["missing_files"] == 1
+    assert ds.diagnostics["missing_files_first"] == [str((root / "data/image/78/1/2015/d1.jpg").absolute())]
+    assert ds.summary()["diagnostics"]["missing_files"] == 1
     assert ds.protocol == "none" and ds.root == (root / "data").absolute()
     assert len(ds.train) == 4 and (ds.train.camids == MISSING).all()
     assert ds.train.pids.tolist() == [12014, 12014, 20000, 302010]  # model * 10000 + year (unknown = 0)
@@ -269,7 +404,7 @@ def test_compcars_default_and_options(tmp_path):
     assert ds.train.attributes["make"].tolist() == [78, 78, 78, 5]
     assert ds.train.attributes["model"].tolist() == [1, 1, 2, 30]
     assert ds.train.attributes["type"].tolist() == [3, 3, 4, MISSING]
-    assert any("skipped 1 listed image(s)" in w for w in ds.warnings)
+    assert any("skipped 1 listed image(s)" in w and "d1.jpg" in w for w in ds.warnings)
     assert any("test.txt: 3 listed image(s) not loaded" in w for w in ds.warnings)
     both = load_dataset("compcars", root, missing_files="skip", use_all=True)
     assert len(both.train) == 6 and both.train.num_ids == 4  # the empty box of test line 3 skipped

@@ -51,6 +51,16 @@ def test_vehicleid_roundtrip(worlds):
     labelled = {int(p) for s in everyone for p, m in zip(s.pids, s.attributes["model"]) if m >= 0}
     assert len(labelled) == c["model_labelled"]
     assert (ds.train.attributes["model"] == -1).any()
+    # attribute names as released: UTF-8 Chinese model names, CRLF colour names, every labelled id named
+    from vreid_lightning.data.datasets.vehicleid import check_img2vid
+    from vreid_lightning.synth.models import CATALOGUE
+
+    assert (root / "attribute" / "color_names.txt").read_bytes().count(b"\r\n") == 7
+    assert len(ds.attribute_names["model"]) == len(CATALOGUE) and ds.attribute_names["colour"][5] == "white"
+    assert all(not n.isascii() for n in ds.attribute_names["model"].values())
+    assert set(ds.train.attributes["model"][ds.train.attributes["model"] >= 0].tolist()) <= set(ds.attribute_names["model"])
+    check = check_img2vid(ds)
+    assert check["agree"] and check["listed_images"] == c["images"] and check["unlisted_images"] == 0
 
 
 def test_cityflow_roundtrip(worlds):

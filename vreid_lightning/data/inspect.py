@@ -5,6 +5,10 @@ Usage::
     python -m vreid_lightning.data.inspect --dataset veri --root /data/VeRi [--verify-images]
     python -m vreid_lightning.data.inspect --dataset compcars --root /data/CompCars --option use_all=true
 
+The summary holds the parser's counts per split, its warnings and ``diagnostics`` (CompCars
+``missing_files``, CityFlow track-file reconciliation ...) and, for VehicleID, ``checks.img2vid``
+(``attribute/img2vid.txt`` against the lists read).
+
 Exit status: 0 with the summary on stdout; 2 with ``error: <file>, line <n>: expected ...`` on stderr
 for a broken layout, an unknown dataset or a bad option (no traceback).
 """
@@ -15,7 +19,11 @@ import argparse
 import json
 import sys
 
-from .datasets import DATASETS, DatasetFormatError, load_dataset
+from .datasets import DATASETS, DatasetFormatError, canonical_name, load_dataset
+from .datasets.vehicleid import check_img2vid
+
+# Cross-checks a dataset's extra files allow, run by inspect only (they read files training never needs).
+CHECKS = {"vehicleid": {"img2vid": check_img2vid}}
 
 __all__ = ["main", "parse_option"]
 
@@ -55,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetFormatError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(dataset.summary(), indent=2))
+    summary = dataset.summary()
+    try:
+        for name, check in CHECKS.get(canonical_name(args.dataset), {}).items():
+            result = check(dataset)
+            if result is not None:
+                summary.setdefault("checks", {})[name] = result
+    except DatasetFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 
 

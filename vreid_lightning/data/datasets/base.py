@@ -132,6 +132,8 @@ class ReIDDataset:
         protocol: ``"image"`` (query vs gallery, junk = same id and camera) or ``"vehicleid"``.
         attribute_classes: attribute name -> number of classes (for classifier heads).
         warnings: things a user should know (erratum fixes, skipped files ...), each one line.
+        attribute_names: attribute name -> {class id: display name} where the dataset ships names
+            (VehicleID ``model_names.txt`` / ``color_names.txt``), for pictures and reports.
         diagnostics: machine-readable counts behind the warnings (e.g. CompCars ``missing_files``,
             CityFlow ``untracked_train_images``): shown by ``inspect`` and recorded in results.json's
             provenance.
@@ -146,6 +148,7 @@ class ReIDDataset:
     protocol: str = "image"
     attribute_classes: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    attribute_names: dict[str, dict[int, str]] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def splits(self) -> dict[str, Split]:
@@ -166,5 +169,6 @@ class ReIDDataset:
             "splits": {k: v.summary() for k, v in self.splits().items()},
             "attribute_classes": dict(self.attribute_classes),
             "warnings": list(self.warnings),
+            "attribute_names": {k: len(v) for k, v in self.attribute_names.items()},
             "diagnostics": dict(self.diagnostics),
         }

@@ -2,19 +2,28 @@
 
 Reads ``image_train/`` labelled by ``train_label.xml`` (gb2312 declaration; ``vehicleID`` parsed as an
 int, ``cameraID`` ``c026`` -> 26; ``colorID`` / ``typeID`` of the simulation set become ``colour`` /
-``type``). Rows follow ``name_train.txt`` (XML order when that list is absent); train tracks come from
-``train_track.txt`` (file names) or ``train_track_id.txt`` (numbers: ``12`` is ``000012.jpg``).
+``type``). Rows follow ``name_train.txt`` (XML order when that list is absent). Tracks: ``train_track.txt`` (file names) and
+``train_track_id.txt`` (numbers: ``12`` is ``000012.jpg``) are both read when present and reconciled
+(the public AIC19 copy's ``train_track.txt`` lacks the last image of every track; see ``_tracks``),
+with a warning and counts in ``diagnostics["tracks"]`` whenever images stay untracked or they disagree.
 
-Validation split (VehicleNet, Zheng et al. TMM 2020, Sec. III-A). The public query/test sets are
-unlabelled, so a seeded split of the labelled training set is built:
+Validation split (VehicleNet, Zheng et al. TMM 2020, Sec. III-A: "the training set contains 26,803
+images of 255 classes, and the validation query set includes 463 images of the rest 78 classes. We
+deploy the all original training set as the gallery"). The public query/test sets are unlabelled, so
+the labelled training set is split:
 
-* ``val_ids`` identities (78 of 333) are held out; on a set with fewer than 333 ids the number is
-  ``max(1, round(val_fraction * ids))`` (``val_fraction`` = 78/333). Held-out ids are drawn with
-  ``numpy.random.default_rng(val_seed)`` among ids seen by at least two cameras (others only when
-  too few), so that every query has a true match.
+* ``val_split="released"``: the authors' released code (layumi/AICIty-reID-2020, ``prepare_2020.py``):
+  vehicle ids ``<= 400`` train (255 of the 333), the ids above are held out (78).
+* ``val_split="seeded"``: ``val_ids`` identities (78) drawn with ``numpy.random.default_rng(val_seed)``
+  among ids seen by at least two cameras (others only when too few); on a set with fewer than 333 ids
+  the number is ``max(1, round(val_fraction * ids))`` (``val_fraction`` = 78/333). For the synthetic
+  worlds and subsets, whose ids do not reach 400.
+* ``val_split="auto"`` (default): ``released`` on a full-size set (>= 333 ids) with ids above the
+  threshold, ``seeded`` otherwise. ``validation["method"]`` records which one ran.
 * ``train`` = the images of the other ids.
-* ``query`` = per held-out id up to ``queries_per_id`` images (6: 463 queries / 78 ids), one per
-  track in a seeded order, then a second per track, and so on (tracks fall back to cameras).
+* ``query`` = one image per (held-out id, camera), as the released code does (463 / 78 = 5.9 cameras
+  per id): the first in file-name order (released) or a seeded draw (seeded). ``queries_per_id=N``
+  instead takes up to N per id, one per track in a seeded order, then a second per track, ...
 * ``gallery`` = the whole original training set, queries included: each query's own image (and its
   same-camera siblings) is removed from its ranking by the junk rule (same id and same camera).
 
@@ -32,17 +41,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import DirCache, IMAGE_SUFFIXES, missing_image, parse_camera, parse_int, read_rows, require_dir, \
-    require_file, resolve_root, unlisted_note
+from ._io import DirCache, IMAGE_SUFFIXES, check_choice, missing_image, parse_camera, parse_int, read_rows, \
+    require_dir, require_file, resolve_root, unlisted_note
+from ._tracks import attach_tracks
 from ._verify import Origin, check_verify_options, verify_split
 from ._xml import read_label_xml
 from .base import MISSING, DatasetFormatError, ReIDDataset, Split
 
-__all__ = ["CityFlowDataset", "load_cityflow", "validation_split", "FULL_IDS", "VAL_IDS", "QUERIES_PER_ID"]
+__all__ = ["CityFlowDataset", "load_cityflow", "validation_split", "released_split", "FULL_IDS", "VAL_IDS",
+           "VAL_ID_THRESHOLD", "VAL_SPLITS"]
 
 FULL_IDS = 333  # CityFlow training ids (VehicleNet Sec. III-A)
-VAL_IDS = 78  # held-out validation ids (VehicleNet Sec. III-A)
-QUERIES_PER_ID = 6  # 463 validation queries / 78 ids (VehicleNet Sec. III-A)
+VAL_IDS = 78  # held-out validation ids (VehicleNet Sec. III-A: 255 train + 78 validation ids)
+# The authors' released split (layumi/AICIty-reID-2020, pytorch/prepare_2020.py): vehicle ids <= 400
+# train, the others give one query per camera; the gallery is the whole training set.
+VAL_ID_THRESHOLD = 400
+VAL_SPLITS = ("auto", "released", "seeded")
 _SUBFOLDERS = ("AIC20_ReID", "AIC19_ReID", "aic19-track2-reid", "AIC21_Track2_ReID", "AIC20_track2_reid",
                "CityFlow", "cityflow")
 _OPTIONAL_ATTRIBUTES = (("colour", "colorid"), ("type", "typeid"))
@@ -125,37 +139,10 @@ def _read_train(root: Path, cache: DirCache, warnings: list[str]) -> tuple[Split
     return split, [(source, line) for line, _ in listed]
 
 
-def _read_tracks(path: Path, split: Split, numeric: bool) -> np.ndarray:
-    """Per row of ``split``, the index of its line in a ``*_track.txt`` / ``*_track_id.txt`` file."""
-    names = [Path(p).name for p in split.paths]
-    if numeric:
-        row_of = {int(Path(n).stem): i for i, n in enumerate(names) if Path(n).stem.isdigit()}
-    else:
-        row_of = {n: i for i, n in enumerate(names)}
-    tracks = np.full(len(split), MISSING, np.int64)
-    expected = "image numbers" if numeric else "image names ending in .jpg"
-    for index, (line, tokens) in enumerate(read_rows(path)):
-        keys = ([parse_int(t, path, line, "integer image numbers") for t in tokens] if numeric
-                else [t for t in tokens if t.lower().endswith(".jpg")])
-        if not keys:
-            raise DatasetFormatError(path, f"a track line holding {expected}", line=line, got=" ".join(tokens))
-        for key in keys:
-            row = row_of.get(key)
-            if row is None:
-                raise DatasetFormatError(path, "track images that are in the split's image list", line=line,
-                                         got=str(key))
-            if tracks[row] != MISSING:
-                raise DatasetFormatError(path, "each image in one track only", line=line, got=str(key))
-            tracks[row] = index
-    return tracks
-
-
-def _attach_tracks(root: Path, stem: str, split: Split, warnings: list[str], label: str) -> None:
-    for file_name, numeric in ((f"{stem}_track.txt", False), (f"{stem}_track_id.txt", True)):
-        if (root / file_name).is_file():
-            split.tracks = _read_tracks(root / file_name, split, numeric)
-            return
-    warnings.append(f"{label}: {stem}_track.txt not found: tracks MISSING")
+def _attach_tracks(root: Path, stem: str, split: Split, warnings: list[str], label: str) -> dict:
+    """Tracks from ``<stem>_track.txt`` and ``<stem>_track_id.txt`` (both read when present; see ``_tracks``)."""
+    return attach_tracks(root, [(f"{stem}_track.txt", False), (f"{stem}_track_id.txt", True)], split, warnings,
+                         label)
 
 
 def _read_unlabelled(root: Path, folder: str, list_name: str, xml_name: str, cache: DirCache,
@@ -194,15 +181,53 @@ def _read_unlabelled(root: Path, folder: str, list_name: str, xml_name: str, cac
     return split, origins
 
 
+def _pick_queries(train: Split, held: np.ndarray, rng: np.random.Generator | None,
+                  queries_per_id: int | None) -> np.ndarray:
+    """Query rows of the held-out ids (sorted).
+
+    ``queries_per_id=None``: one image per (held-out id, camera), as the authors' released split does
+    (the first in file-name order when ``rng`` is None, else a seeded draw). An integer: up to that
+    many per id, one per track in a seeded order, then a second per track, and so on (rows without a
+    track are grouped by camera).
+    """
+    queries: list[int] = []
+    if queries_per_id is None:
+        for vid in held:
+            rows = np.flatnonzero(train.pids == vid)
+            for cam in np.unique(train.camids[rows]):
+                pool = rows[train.camids[rows] == cam]
+                if rng is None:
+                    queries.append(int(min(pool, key=lambda r: Path(train.paths[r]).name)))
+                else:
+                    queries.append(int(rng.choice(pool)))
+        return np.sort(np.asarray(queries, dtype=np.int64))
+    rng = np.random.default_rng(0) if rng is None else rng
+    # group rows by track; rows without a track are grouped by camera (keys below -1 never clash)
+    group = np.where(train.tracks != MISSING, train.tracks, -2 - train.camids)
+    for vid in held:
+        rows = np.flatnonzero(train.pids == vid)
+        keys = np.unique(group[rows])
+        pools = [rng.permutation(rows[group[rows] == k]) for k in rng.permutation(keys)]
+        picks: list[int] = []
+        depth = 0
+        while len(picks) < queries_per_id and any(depth < len(p) for p in pools):
+            picks.extend(int(p[depth]) for p in pools if depth < len(p))
+            depth += 1
+        queries.extend(picks[:queries_per_id])
+    return np.sort(np.asarray(queries, dtype=np.int64))
+
+
 def validation_split(train: Split, num_val: int, seed: int,
-                     queries_per_id: int = QUERIES_PER_ID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The VehicleNet-style validation split of a labelled training set (see the module docstring).
+                     queries_per_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The seeded validation split of a labelled training set (see the module docstring).
 
     Args:
         train: the whole labelled training set.
-        num_val: how many ids to hold out (``1 <= num_val < ids``).
+        num_val: how many ids to hold out (``1 <= num_val < ids``), drawn among ids seen by at least two
+            cameras (others only when too few).
         seed: seed of ``numpy.random.default_rng``.
-        queries_per_id: most queries per held-out id.
+        queries_per_id: ``None``: one query per (held-out id, camera), drawn with the seed; an integer:
+            up to that many per id, spread over tracks.
 
     Returns:
         (held-out ids sorted, row indices of the reduced train set, row indices of the queries), all
@@ -218,47 +243,60 @@ def validation_split(train: Split, num_val: int, seed: int,
     else:
         held = np.concatenate([multi, rng.choice(single, num_val - multi.size, replace=False)])
     held = np.sort(held)
-    is_held = np.isin(train.pids, held)
-    # group rows by track; rows without a track are grouped by camera (keys below -1 never clash)
-    group = np.where(train.tracks != MISSING, train.tracks, -2 - train.camids)
-    queries: list[int] = []
-    for vid in held:
-        rows = np.flatnonzero(train.pids == vid)
-        keys = np.unique(group[rows])
-        pools = [rng.permutation(rows[group[rows] == k]) for k in rng.permutation(keys)]
-        picks: list[int] = []
-        depth = 0
-        while len(picks) < queries_per_id and any(depth < len(p) for p in pools):
-            picks.extend(int(p[depth]) for p in pools if depth < len(p))
-            depth += 1
-        queries.extend(picks[:queries_per_id])
-    return held, np.flatnonzero(~is_held), np.sort(np.asarray(queries, dtype=np.int64))
+    return held, np.flatnonzero(~np.isin(train.pids, held)), _pick_queries(train, held, rng, queries_per_id)
+
+
+def released_split(train: Split, threshold: int = VAL_ID_THRESHOLD, queries_per_id: int | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The authors' split (layumi/AICIty-reID-2020 ``prepare_2020.py``): ids above ``threshold`` held out.
+
+    Training ids ``<= threshold`` (400: 255 of AIC20's 333) train; each held-out id gives one query per
+    camera (463 queries of 78 ids in sec. III-A); the gallery is the whole training set.
+
+    Returns:
+        (held-out ids sorted, row indices of the reduced train set, row indices of the queries).
+    """
+    held = np.unique(train.pids[train.pids > threshold])
+    rng = None if queries_per_id is None else np.random.default_rng(seed)
+    return held, np.flatnonzero(train.pids <= threshold), _pick_queries(train, held, rng, queries_per_id)
 
 
 def load_cityflow(root: str | Path, *, val_ids: int = VAL_IDS, val_fraction: float = VAL_IDS / FULL_IDS,
-                  val_seed: int = 0, queries_per_id: int = QUERIES_PER_ID, verify_images: str = "none",
+                  val_seed: int = 0, val_split: str = "auto", val_id_threshold: int = VAL_ID_THRESHOLD,
+                  queries_per_id: int | None = None, verify_images: str = "none",
                   on_corrupt: str = "error") -> CityFlowDataset:
-    """Parse a CityFlow (AIC19/20/21 re-ID) folder and build the seeded validation split.
+    """Parse a CityFlow (AIC19/20/21 re-ID) folder and build the validation split.
 
     Args:
         root: ``AIC20_ReID/`` (or a folder holding it).
-        val_ids: ids held out on a full-size set (>= 333 ids); 0 disables the validation split.
-        val_fraction: fraction of ids held out on a smaller set.
-        val_seed: seed of the validation split.
-        queries_per_id: most validation queries per held-out id.
+        val_ids: ids held out by the seeded split on a full-size set (>= 333 ids); with the released
+            split, the count it is expected to hold out (a warning when it differs); 0 disables the
+            validation split.
+        val_fraction: fraction of ids the seeded split holds out on a smaller set.
+        val_seed: seed of the seeded split (and of the query draw).
+        val_split: ``released`` (the authors' split: ids above ``val_id_threshold`` held out),
+            ``seeded`` (``val_ids`` / ``val_fraction`` ids drawn with ``val_seed``) or ``auto``
+            (``released`` on a full-size set with ids above the threshold, else ``seeded``).
+        val_id_threshold: the released split's last training vehicle id (400).
+        queries_per_id: ``None`` (one query per held-out id and camera, as released) or at most this
+            many per id, spread over tracks.
         verify_images: ``none`` | ``header`` | ``full``.
         on_corrupt: ``error`` | ``skip``.
     """
     check_verify_options(verify_images, on_corrupt)
-    if val_ids < 0 or not 0.0 <= val_fraction < 1.0 or queries_per_id < 1:
-        raise ValueError(f"CityFlow options: expected val_ids >= 0, 0 <= val_fraction < 1, queries_per_id >= 1; "
-                         f"got val_ids={val_ids}, val_fraction={val_fraction}, queries_per_id={queries_per_id}")
+    check_choice("val_split", val_split, VAL_SPLITS)
+    if val_ids < 0 or not 0.0 <= val_fraction < 1.0 or (queries_per_id is not None and queries_per_id < 1):
+        raise ValueError(f"CityFlow options: expected val_ids >= 0, 0 <= val_fraction < 1, queries_per_id null "
+                         f"or >= 1; got val_ids={val_ids}, val_fraction={val_fraction}, "
+                         f"queries_per_id={queries_per_id}")
     root = resolve_root(root, ("image_train",), _SUBFOLDERS)
     warnings: list[str] = []
+    diagnostics: dict = {"tracks": {}}
     cache = DirCache()
     full, origins = _read_train(root, cache, warnings)
-    _attach_tracks(root, "train", full, warnings, "train")
+    diagnostics["tracks"]["train"] = _attach_tracks(root, "train", full, warnings, "train")
     full = verify_split(full, origins, "train", verify_images, on_corrupt, warnings)
+    diagnostics["untracked_train_images"] = int((full.tracks == MISSING).sum())
 
     unlabelled: dict[str, Split | None] = {}
     for key, folder, list_name, xml_name in (("query", "image_query", "name_query.txt", "query_label.xml"),
@@ -269,26 +307,45 @@ def load_cityflow(root: str | Path, *, val_ids: int = VAL_IDS, val_fraction: flo
             continue
         split, split_origins = parsed
         if key == "test":
-            _attach_tracks(root, "test", split, warnings, "unlabelled test")
+            diagnostics["tracks"]["test"] = _attach_tracks(root, "test", split, warnings, "unlabelled test")
         unlabelled[key] = verify_split(split, split_origins, f"unlabelled {key}", verify_images, on_corrupt,
                                        warnings)
 
     num_ids = full.num_ids
-    num_val = val_ids if num_ids >= FULL_IDS else (max(1, round(val_fraction * num_ids)) if val_fraction else 0)
-    if val_ids == 0:
-        num_val = 0
-    num_val = min(num_val, num_ids - 1) if num_ids > 1 else 0
+    above = int(np.unique(full.pids[full.pids > val_id_threshold]).size)
+    method = val_split
+    if method == "auto":
+        method = "released" if num_ids >= FULL_IDS and 0 < above < num_ids else "seeded"
     train, query, gallery, validation = full, None, None, {}
-    if num_val:
-        held, train_rows, query_rows = validation_split(full, num_val, val_seed, queries_per_id)
+    if val_ids == 0:
+        pass
+    elif method == "released":
+        if not 0 < above < num_ids:
+            raise ValueError(f"CityFlow val_split='released': {above} of {num_ids} training ids are above "
+                             f"val_id_threshold={val_id_threshold}; nothing to hold out (use val_split='seeded')")
+        held, train_rows, query_rows = released_split(full, val_id_threshold, queries_per_id, val_seed)
+        if held.size != val_ids:
+            warnings.append(f"train: the released split holds out {held.size} id(s) above vehicle id "
+                            f"{val_id_threshold}, not val_ids={val_ids} (VehicleNet sec. III-A: 78 of 333)")
+    else:
+        num_val = val_ids if num_ids >= FULL_IDS else (max(1, round(val_fraction * num_ids)) if val_fraction else 0)
+        num_val = min(num_val, num_ids - 1) if num_ids > 1 else 0
+        if not num_val:
+            warnings.append(f"train: only {num_ids} id(s): no validation split")
+            method = "none"
+        else:
+            held, train_rows, query_rows = validation_split(full, num_val, val_seed, queries_per_id)
+    if val_ids and method != "none":
         train, query, gallery = full.subset(train_rows), full.subset(query_rows), full
-        validation = {"seed": val_seed, "held_out_ids": held.tolist(), "num_held_out_ids": int(held.size),
-                      "train_ids": train.num_ids, "queries": len(query), "gallery": len(gallery)}
-    elif val_ids:
-        warnings.append(f"train: only {num_ids} id(s): no validation split")
+        validation = {"method": method, "seed": val_seed, "held_out_ids": held.tolist(),
+                      "num_held_out_ids": int(held.size), "train_ids": train.num_ids, "train_images": len(train),
+                      "queries": len(query), "gallery": len(gallery),
+                      "queries_per_id": "one per camera" if queries_per_id is None else queries_per_id}
+        if method == "released":
+            validation["val_id_threshold"] = val_id_threshold
 
     classes = {k: int(full.attributes[k].max(initial=MISSING)) + 1 for k in full.attributes}
     return CityFlowDataset(name="cityflow", root=root, train=train, query=query, gallery=gallery,
                            protocol="image", attribute_classes=classes, warnings=warnings,
-                           unlabelled_query=unlabelled["query"], unlabelled_test=unlabelled["test"],
-                           validation=validation)
+                           diagnostics=diagnostics, unlabelled_query=unlabelled["query"],
+                           unlabelled_test=unlabelled["test"], validation=validation)

@@ -12,7 +12,8 @@ present. Attributes: ``viewpoint`` (1 front ... 5 rear-side; -1 uncertain -> MIS
 (what the VehicleNet merge uses) puts train.txt and test.txt into ``train``; otherwise ``train`` is
 train.txt and test.txt is only counted in ``warnings``. Options, each counted in ``warnings`` when it
 drops rows: ``unknown_year`` (``class`` keeps such images as a class per model, ``skip`` drops them),
-``missing_files`` (listed image or its label file absent: ``error`` or ``skip``), ``invalid_boxes``
+``missing_files`` (listed image or its label file absent: ``skip``, the default, since the released
+split lists name files the release lacks, or ``error``), ``invalid_boxes``
 (empty box or box count 0: ``skip`` as VehicleNet does, ``error``, or ``keep`` with box MISSING =
 whole image).
 """
@@ -30,6 +31,7 @@ from .base import MISSING, DatasetFormatError, ReIDDataset, Split
 
 __all__ = ["load_compcars", "class_id", "YEAR_FACTOR", "UNKNOWN_YEAR", "COMPCARS_TYPES", "COMPCARS_VIEWPOINTS"]
 
+FIRST_SHOWN = 3  # names shown in a warning about skipped rows
 YEAR_FACTOR = 10000  # pid = model_id * YEAR_FACTOR + year
 UNKNOWN_YEAR = 0
 COMPCARS_TYPES = 12  # MPV ... convertible, 1-based (car_type.mat)
@@ -141,15 +143,23 @@ class _Reader:
         what = {"unknown_year": "image(s) of unknown year (unknown_year='skip')",
                 "missing": "listed image(s) or label file(s) missing on disk (missing_files='skip')",
                 "invalid_box": "image(s) with an empty box or box count 0 (invalid_boxes='skip')"}
-        out = [f"skipped {len(v)} {what[k]}; first: {v[0]}" for k, v in self.dropped.items() if v]
+        out = [f"skipped {len(v)} {what[k]}; first: {', '.join(v[:FIRST_SHOWN])}" for k, v in self.dropped.items() if v]
         if self.unknown_kept:
             out.append(f"{self.unknown_kept} image(s) of unknown year kept as one class per model "
                        "(unknown_year='class')")
         return out
 
+    def diagnostics(self) -> dict:
+        """Counts for inspect's JSON and results.json: ``missing_files`` (and the first names), skips."""
+        return {"missing_files": len(self.dropped["missing"]),
+                "missing_files_first": self.dropped["missing"][:FIRST_SHOWN],
+                "skipped_unknown_year": len(self.dropped["unknown_year"]),
+                "skipped_invalid_boxes": len(self.dropped["invalid_box"]),
+                "unknown_year_kept": self.unknown_kept}
+
 
 def load_compcars(root: str | Path, *, use_all: bool = False, unknown_year: str = "class",
-                  missing_files: str = "error", invalid_boxes: str = "skip", verify_images: str = "none",
+                  missing_files: str = "skip", invalid_boxes: str = "skip", verify_images: str = "none",
                   on_corrupt: str = "error") -> ReIDDataset:
     """Parse the CompCars web-nature data.
 
@@ -157,7 +167,9 @@ def load_compcars(root: str | Path, *, use_all: bool = False, unknown_year: str 
         root: the CompCars folder holding ``data/`` (or ``data/`` itself).
         use_all: train on train.txt and test.txt (VehicleNet merge) instead of train.txt only.
         unknown_year: ``class`` or ``skip``.
-        missing_files: ``error`` or ``skip``.
+        missing_files: ``skip`` (default: the released split lists name some files the release does not
+            contain; they are skipped, counted in a warning with the first few names and in
+            ``diagnostics["missing_files"]``) or ``error`` (strict: stop at the first one).
         invalid_boxes: ``skip`` (VehicleNet), ``error`` or ``keep``.
         verify_images: ``none`` | ``header`` | ``full``.
         on_corrupt: ``error`` | ``skip``.
@@ -202,4 +214,4 @@ def load_compcars(root: str | Path, *, use_all: bool = False, unknown_year: str 
                   attributes=attributes, boxes=table[:, 4:8])
     train = verify_split(train, origins, "train", verify_images, on_corrupt, warnings)
     return ReIDDataset(name="compcars", root=base, train=train, protocol="none", attribute_classes=classes,
-                       warnings=warnings)
+                       warnings=warnings, diagnostics=reader.diagnostics())

@@ -5,8 +5,11 @@ when shipped, 3200, 6000, 13164) into ``test_lists["<N>"]``. List lines are ``<i
 the stem stays a string (``image/<stem>.jpg``, zero padding kept) and the id is an int. The ``model``
 and ``colour`` attributes come from ``attribute/model_attr.txt`` and ``color_attr.txt``
 (``<vehicle id> <attribute id>``) joined by vehicle id; vehicles without a row get ``MISSING`` and are
-kept. There are no cameras (``camids`` all ``MISSING``): the protocol (``"vehicleid"``) draws one
-gallery image per vehicle and applies no junk rule.
+kept. Attribute names come from ``attribute/model_names.txt`` (UTF-8, Chinese model names) and
+``color_names.txt`` (CRLF endings), both ``<name> <id>`` per line (name first, as released; ``<id>
+<name>`` is read too), into ``ReIDDataset.attribute_names``. There are no cameras (``camids`` all
+``MISSING``): the protocol (``"vehicleid"``) draws one gallery image per vehicle and applies no junk rule.
+:func:`check_img2vid` compares ``attribute/img2vid.txt`` with the lists read (``inspect`` runs it).
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ from ._io import DirCache, lookup, missing_image, parse_int, read_rows, require_
 from ._verify import Origin, check_verify_options, verify_split
 from .base import MISSING, DatasetFormatError, ReIDDataset, Split
 
-__all__ = ["load_vehicleid", "VEHICLEID_MODELS", "VEHICLEID_COLOURS"]
+__all__ = ["load_vehicleid", "check_img2vid", "read_names", "VEHICLEID_MODELS", "VEHICLEID_COLOURS"]
 
 VEHICLEID_MODELS = 250  # model ids 0-249 (datasets.md section 2)
 VEHICLEID_COLOURS = 7  # 0 black ... 6 yellow
 _TEST_LIST = re.compile(r"^test_list_(\d+)\.txt$")
 _SUBFOLDERS = ("VehicleID_V1.0", "VehicleID", "vehicleid")
 _ATTRIBUTES = (("model", "model_attr.txt", VEHICLEID_MODELS), ("colour", "color_attr.txt", VEHICLEID_COLOURS))
+_NAMES = (("model", "model_names.txt"), ("colour", "color_names.txt"))
+_INT = re.compile(r"^[+-]?\d+$")
+FIRST_SHOWN = 3  # examples shown per finding
 
 
 def _read_list(list_path: Path, image_dir: Path, present: frozenset[str]) -> tuple[Split, list[Origin]]:
@@ -64,6 +70,62 @@ def _read_attribute(path: Path) -> np.ndarray:
     table = np.full(int(pairs[:, 0].max(initial=-1)) + 1, MISSING, np.int64)
     table[pairs[:, 0]] = pairs[:, 1]
     return table
+
+
+def read_names(path: Path) -> dict[int, str]:
+    """``id -> name`` from a ``*_names.txt`` file: ``<name> <id>`` per line (UTF-8, any line ending).
+
+    The name may hold spaces (all tokens but the last); a line whose last token is not an integer is
+    read as ``<id> <name>``.
+    """
+    names: dict[int, str] = {}
+    for line, tokens in read_rows(path):
+        if len(tokens) >= 2 and _INT.match(tokens[-1]):
+            key, name = int(tokens[-1]), " ".join(tokens[:-1])
+        elif len(tokens) >= 2 and _INT.match(tokens[0]):
+            key, name = int(tokens[0]), " ".join(tokens[1:])
+        else:
+            raise DatasetFormatError(path, "'<name> <id>' per line (an integer id)", line=line, got=" ".join(tokens))
+        if names.setdefault(key, name) != name:
+            raise DatasetFormatError(path, f"one name per id (id {key} was named {names[key]!r} before)", line=line,
+                                     got=name)
+    return names
+
+
+def check_img2vid(dataset: ReIDDataset) -> dict | None:
+    """Compare ``attribute/img2vid.txt`` with the lists of a parsed VehicleID ``dataset``.
+
+    Returns:
+        None when the file is absent, else counts: ``lines``, ``images``, ``vehicles`` of img2vid;
+        ``listed_images`` checked; ``not_in_img2vid`` (listed images img2vid lacks);
+        ``vehicle_disagreements`` (listed with another vehicle id than img2vid gives), with the first
+        few as ``"<stem>: list <id> / img2vid <id>"``; ``conflicting_lines`` (an image given two ids in
+        img2vid); ``unlisted_images`` (in img2vid, in no list read); ``agree`` (no disagreement).
+    """
+    path = Path(dataset.root) / "attribute" / "img2vid.txt"
+    if not path.is_file():
+        return None
+    rows = read_rows(path, ncols=2, expected="'<image stem> <vehicle id>' per line")
+    vid_of: dict[str, int] = {}
+    conflicting = 0
+    for line, (stem, vid) in rows:
+        value = parse_int(vid, path, line, "an integer vehicle id in the second field")
+        if vid_of.setdefault(stem, value) != value:
+            conflicting += 1
+    listed: dict[str, int] = {}
+    for split in dataset.splits().values():
+        for p, pid in zip(split.paths, split.pids.tolist()):
+            listed[Path(p).stem] = int(pid)
+    missing = [s for s in listed if s not in vid_of]
+    wrong = [s for s, pid in listed.items() if s in vid_of and vid_of[s] != pid]
+    out = {"file": str(path), "lines": len(rows), "images": len(vid_of), "vehicles": len(set(vid_of.values())),
+           "listed_images": len(listed), "not_in_img2vid": len(missing),
+           "vehicle_disagreements": len(wrong),
+           "first_disagreements": [f"{s}: list {listed[s]} / img2vid {vid_of[s]}" for s in wrong[:FIRST_SHOWN]],
+           "first_not_in_img2vid": missing[:FIRST_SHOWN], "conflicting_lines": conflicting,
+           "unlisted_images": len(set(vid_of) - set(listed))}
+    out["agree"] = not (missing or wrong or conflicting)
+    return out
 
 
 def load_vehicleid(root: str | Path, *, test_sizes: list[str | int] | None = None, verify_images: str = "none",
@@ -115,6 +177,13 @@ def load_vehicleid(root: str | Path, *, test_sizes: list[str | int] | None = Non
         for split in splits.values():
             split.attributes[key] = lookup(table, split.pids)
         classes[key] = max(known, int(table.max(initial=MISSING)) + 1)
+    attribute_names = {key: read_names(attribute_dir / file_name) for key, file_name in _NAMES
+                       if (attribute_dir / file_name).is_file()}
+    for key, names in attribute_names.items():
+        if key in classes and names and max(names) >= classes[key]:
+            warnings.append(f"{attribute_dir / dict(_NAMES)[key]}: names ids up to {max(names)}, beyond the "
+                            f"{classes[key]} {key} classes")
     return ReIDDataset(name="vehicleid", root=root, train=splits.pop("train"),
                        test_lists={k.removeprefix("test_"): v for k, v in splits.items()},
-                       protocol="vehicleid", attribute_classes=classes, warnings=warnings)
+                       protocol="vehicleid", attribute_classes=classes, warnings=warnings,
+                       attribute_names=attribute_names)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ._io import DirCache, missing_image, parse_camera, parse_int, read_rows, require_dir, require_file, \
     resolve_root, unlisted_note
+from ._tracks import attach_tracks
 from ._verify import Origin, check_verify_options, verify_split
 from ._xml import read_label_xml
 from .base import MISSING, DatasetFormatError, ReIDDataset, Split
@@ -101,25 +102,6 @@ def _read_split(root: Path, folder: str, list_name: str, labels: dict[str, Label
     return result, origins
 
 
-def _read_tracks(path: Path, gallery: Split) -> np.ndarray:
-    """Per gallery row, the index of its line in ``test_track.txt`` (``MISSING`` when in none)."""
-    row_of = {Path(p).name: i for i, p in enumerate(gallery.paths)}
-    tracks = np.full(len(gallery), MISSING, np.int64)
-    for index, (line, tokens) in enumerate(read_rows(path)):
-        images = [t for t in tokens if t.lower().endswith(".jpg")]
-        if not images:
-            raise DatasetFormatError(path, "a track line holding image names ending in .jpg", line=line,
-                                     got=" ".join(tokens))
-        for name in images:
-            row = row_of.get(name)
-            if row is None:
-                raise DatasetFormatError(path, "track images listed in name_test.txt", line=line, got=name)
-            if tracks[row] != MISSING:
-                raise DatasetFormatError(path, "each gallery image in one track only", line=line, got=name)
-            tracks[row] = index
-    return tracks
-
-
 def _fix_type_erratum(splits: list[Split], warnings: list[str]) -> None:
     """typeID 0 -> SUV (2) in place; one log line and one warning for the whole dataset."""
     count, vehicles = 0, set()
@@ -170,14 +152,7 @@ def load_veri(root: str | Path, *, verify_images: str = "none", on_corrupt: str 
                 split.attributes.setdefault(key, np.full(len(split), MISSING, np.int64))
     _fix_type_erratum(list(splits.values()), warnings)
 
-    track_file = root / "test_track.txt"
-    if track_file.is_file():
-        splits["gallery"].tracks = _read_tracks(track_file, splits["gallery"])
-        untracked = int((splits["gallery"].tracks == MISSING).sum())
-        if untracked:
-            warnings.append(f"gallery: {untracked} image(s) are in no line of test_track.txt (track MISSING)")
-    else:
-        warnings.append("test_track.txt not found: gallery tracks MISSING")
+    track_record = attach_tracks(root, [("test_track.txt", False)], splits["gallery"], warnings, "gallery")
 
     for s, (_, origins) in parsed.items():
         splits[s] = verify_split(splits[s], origins, s, verify_images, on_corrupt, warnings)
@@ -189,4 +164,4 @@ def load_veri(root: str | Path, *, verify_images: str = "none", on_corrupt: str 
             classes[key] = max(known, observed) + 1  # 1-based ids index a head of this size directly
     return ReIDDataset(name="veri", root=root, train=splits["train"], query=splits["query"],
                        gallery=splits["gallery"], protocol="image", attribute_classes=classes,
-                       warnings=warnings)
+                       warnings=warnings, diagnostics={"tracks": {"gallery": track_record}})

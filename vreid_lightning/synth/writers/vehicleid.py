@@ -4,6 +4,8 @@ Test list sizes are scaled to the world: VehicleID V1.0 splits its 26,328 ids in
 13,164 test) and publishes nested test lists of 800, 1,600 and 2,400 ids. Here the ids are split in
 half the same way and the three files keep their real names but hold ``round(n_test * k / 3)`` ids
 for k = 1, 2, 3 (so ``test_list_2400.txt`` holds every test id), nested like small < medium < large.
+``attribute/model_names.txt`` (UTF-8, Chinese names) and ``color_names.txt`` (CRLF endings) are written
+as released: ``<name> <id>`` per line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..palette import veri_to_vehicleid_colour
+from ..models import CATALOGUE
+from ..palette import VEHICLEID_COLOURS, veri_to_vehicleid_colour
 from ..schedule import View
 from ..world import World
 from .common import Job, RenderFn, write_lines
@@ -22,6 +25,18 @@ __all__ = ["write_vehicleid", "TEST_LISTS", "MODEL_LABELLED", "COLOUR_LABELLED"]
 TEST_LISTS = (800, 1600, 2400)
 MODEL_LABELLED = 0.45   # fraction of vehicles with a model label
 COLOUR_LABELLED = 0.75  # fraction of the model-labelled vehicles that also have a colour label
+# VeRi type -> Chinese body-style word, for model_names.txt (the release's model names are Chinese)
+_TYPE_CN = {1: "轿车", 2: "越野车", 3: "面包车", 4: "两厢车", 5: "商务车", 6: "皮卡", 7: "客车", 8: "货车", 9: "旅行车"}
+
+
+def write_names(out: Path) -> None:
+    """``model_names.txt`` (UTF-8, LF) and ``color_names.txt`` (ASCII, CRLF), ``<name> <id>`` per line."""
+    folder = out / "attribute"
+    folder.mkdir(parents=True, exist_ok=True)
+    models = "".join(f"品牌{m.make_id:02d}-{_TYPE_CN[m.type_id]}{m.model_id:02d}款 {m.model_id}\n" for m in CATALOGUE)
+    (folder / "model_names.txt").write_bytes(models.encode("utf-8"))
+    colours = "".join(f"{name} {cid}\r\n" for cid, name in sorted(VEHICLEID_COLOURS.items()))
+    (folder / "color_names.txt").write_bytes(colours.encode("ascii"))
 
 
 def test_list_sizes(n_test: int) -> dict[int, int]:
@@ -66,5 +81,6 @@ def write_vehicleid(world: World, views: dict[int, list[View]], out: Path, rende
                 colour_rows.append(f"{vid} {c}")
     write_lines(out / "attribute" / "model_attr.txt", model_rows)
     write_lines(out / "attribute" / "color_attr.txt", colour_rows)
+    write_names(out)
     counts.update(model_labelled=len(model_rows), colour_labelled=len(colour_rows))
     return counts
