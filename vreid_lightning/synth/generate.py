@@ -20,7 +20,7 @@ from .writers.veri import write_veri
 __all__ = ["GENERATOR_VERSION", "LAYOUTS", "LayoutSpec", "generate", "MANIFEST"]
 
 # Bump whenever any output byte can change for the same arguments (catalogue, marks, renderer, writers).
-GENERATOR_VERSION = "1.2.0"
+GENERATOR_VERSION = "1.2.1"
 MANIFEST = "synth_manifest.json"
 
 
