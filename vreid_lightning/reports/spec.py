@@ -10,7 +10,7 @@ One YAML file per paper::
         caption: "..."                         # the paper's caption
         dataset: VeRi-776                      # the dataset the paper measured on
         units: fraction                        # fraction | percent | count: how the paper prints its numbers
-        experiments: {paper: ram_veri, synthetic: ram_synthetic}   # the experiments that reproduce it
+        experiments: {paper: ram_veri, synthetic: ram_synthetic}   # the experiments that reproduce it (or lists)
         synthetic_world: the synthetic VeRi-layout world
         suite_note: "..."                      # optional: appended to the "Suite numbers from ..." line
         labels: [Model, Feature]               # the label columns
@@ -76,12 +76,13 @@ class Row:
     note: str | None = None
 
     def constraints(self) -> dict[str, Any]:
-        """Resolved-config keys (dotted) and values a run must have: the overrides that set a value,
-        plus ``match``."""
+        """Resolved-config keys (dotted) and values a run must have: the overrides that set a value
+        (unless ``match`` names the key or a key below it), plus ``match``."""
         out: dict[str, Any] = {}
         for ov in self.overrides:
             key, value = parse_override(ov)
-            if not is_group_key(key):
+            # a group override selects a file; a key `match` names more precisely is compared there only
+            if not is_group_key(key) and not any(m == key or m.startswith(key + ".") for m in self.match):
                 out[key] = value
         out.update(self.match)
         return out
@@ -103,7 +104,7 @@ class PaperTable:
     caption: str
     dataset: str
     units: str
-    experiments: dict[str, str]
+    experiments: dict[str, tuple[str, ...]]
     synthetic_world: str
     labels: tuple[str, ...]
     columns: tuple[Column, ...]
@@ -111,7 +112,8 @@ class PaperTable:
     suite_note: str | None = None
 
     def row_experiments(self, row: Row) -> tuple[str, ...]:
-        return row.experiments or tuple(self.experiments.values())
+        """The experiments whose runs may fill ``row`` (its own list, or every one the table names)."""
+        return row.experiments or tuple(e for names in self.experiments.values() for e in names)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ def load_paper_tables(path: str | Path) -> PaperTables:
                 raise ConfigError(f"{where}.rows[{i}]: {len(r.labels)} label(s) for the label columns {list(labels)}")
         exps = dict(_need(t, "experiments", where))
         tables[str(key)] = PaperTable(str(key), str(_need(t, "heading", where)), str(t.get("caption", "")),
-                                      str(t.get("dataset", "")), units, {str(k): str(v) for k, v in exps.items()},
+                                      str(t.get("dataset", "")), units, {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v]))
+                                       for k, v in exps.items()},
                                       str(t.get("synthetic_world", "the synthetic world")), labels, columns, rows,
                                       t.get("suite_note"))
     return PaperTables(path, str(data.get("paper", path.parent.name)), str(data.get("source", "")), tables)
