@@ -33,6 +33,23 @@ def test_collect_provenance_keys_and_versions() -> None:
     json.dumps(prov)  # JSON-able as is
 
 
+def test_cuda_and_device_when_a_gpu_is_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU machine: the cuDNN version, the GPU names, and the device the trainer's accelerator picks."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H200 #{i}")
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    gpu = collect_provenance({"trainer": {"accelerator": "gpu"}})
+    assert gpu["cuda"]["available"] and gpu["cuda"]["cudnn"] == 91002
+    assert gpu["cuda"]["devices"] == ["NVIDIA H200 #0", "NVIDIA H200 #1"]
+    assert gpu["host"]["device"] == "NVIDIA H200 #0" and gpu["host"]["accelerator"] == "gpu"
+    cpu = collect_provenance({"trainer": {"accelerator": "cpu"}})
+    assert cpu["host"]["device"] == "cpu" and cpu["cuda"]["devices"]  # the GPU is there, the run is not on it
+
+
 def test_git_state_in_a_checkout_and_outside(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
