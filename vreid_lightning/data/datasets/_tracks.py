@@ -26,11 +26,8 @@ TrackFile = tuple[str, bool]
 
 
 def _blank_lines(path: Path) -> int:
-    """Blank lines before the last non-blank one (AIC19's single-image tracks in train_track.txt)."""
-    lines = read_text(path).splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return sum(1 for line in lines if not line.strip())
+    """Blank lines (AIC19's single-image tracks in train_track.txt); a final newline is not one."""
+    return sum(1 for line in read_text(path).splitlines() if not line.strip())
 
 
 def read_track_file(path: Path, split: Split, numeric: bool) -> tuple[list[np.ndarray], int]:
