@@ -1,4 +1,9 @@
-"""Rank lists: each query beside its top-k gallery images, true matches framed green, others red."""
+"""Rank lists: each query beside its top-k gallery images, true matches framed green, false positives red.
+
+False positives (a gallery image of another identity ranked above or among the true matches) get a
+thicker red frame than the green one of a true match, so failure cases read at a glance (RNN-HA Fig. 4:
+"Red boxes denote false positives"; VehicleNet Fig. 6). A legend line above the rows says so.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-__all__ = ["save_rank_list", "top_k_valid"]
+__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB"]
+
+QUERY_RGB = (40, 90, 220)
+MATCH_RGB = (30, 170, 60)
+FALSE_POSITIVE_RGB = (220, 40, 40)
 
 
 def top_k_valid(dist: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, q_cams: np.ndarray | None,
@@ -32,9 +41,40 @@ def _thumb(path: str, size: int, colour: tuple[int, int, int], border: int) -> I
     return ImageOps.expand(img, border=border, fill=colour)
 
 
+def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, successes: int,
+                   failures: int) -> np.ndarray:
+    """Query rows for a rank-list figure: first ``successes`` queries whose rank-1 is a true match, then
+    ``failures`` whose rank-1 is a false positive (RNN-HA Fig. 4: eight successes above four failures),
+    each of a distinct identity, in query order. Fewer are returned when fewer exist.
+
+    Args:
+        ranked: ``(Q, k)`` gallery indices per query (-1: none), as from :func:`top_k_valid`.
+        q_ids, g_ids: query and gallery identities.
+        successes, failures: how many of each to pick.
+    """
+    ranked = np.asarray(ranked)
+    q_ids, g_ids = np.asarray(q_ids), np.asarray(g_ids)
+    top = ranked[:, 0] if ranked.shape[1] else np.full(len(ranked), -1)
+    right = (top >= 0) & (g_ids[np.maximum(top, 0)] == q_ids)
+    wrong = (top >= 0) & ~right
+    picked: list[int] = []
+    for mask, n in ((right, successes), (wrong, failures)):
+        seen: set[int] = set()
+        for i in np.flatnonzero(mask):
+            if len(seen) >= n:
+                break
+            if int(q_ids[i]) not in seen:
+                seen.add(int(q_ids[i]))
+                picked.append(int(i))
+    return np.asarray(picked, dtype=np.int64)
+
+
 def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery_paths: Sequence[str],
-                   gallery_ids: Sequence[int], ranked: np.ndarray, path: str | Path, size: int = 96) -> Path:
+                   gallery_ids: Sequence[int], ranked: np.ndarray, path: str | Path, size: int = 96,
+                   border: int = 4, false_positive_border: int = 8, legend: bool = False) -> Path:
     """Draw one row per query: the query (blue frame), then its ranked gallery images.
+
+    True matches are framed green (``border`` px), false positives red (``false_positive_border`` px).
 
     Args:
         query_paths, query_ids: the queries shown.
@@ -42,24 +82,37 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
         ranked: ``(Q, k)`` gallery indices per query (-1: nothing to show).
         path: PNG to write.
         size: thumbnail side in pixels.
+        border: frame width of the query and of true matches.
+        false_positive_border: frame width of false positives.
+        legend: draw the colour legend above the rows.
     """
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or ranked.shape[0] != len(query_paths):
         raise ValueError(f"save_rank_list: ranked must be (num_queries, k), got shape {ranked.shape}")
+    if not 0 <= border < size // 2 or not 0 <= false_positive_border < size // 2:
+        raise ValueError(f"save_rank_list: borders must be in [0, size/2), got {border}, {false_positive_border}")
     q, k = ranked.shape
     gap, label_h = 8, 14
-    canvas = Image.new("RGB", ((k + 1) * size + gap, q * (size + label_h)), "white")
+    top = label_h + 4 if legend else 0
+    canvas = Image.new("RGB", ((k + 1) * size + gap, top + q * (size + label_h)), "white")
     draw = ImageDraw.Draw(canvas)
+    if legend:
+        x = 2
+        for text, colour in (("query", QUERY_RGB), ("true match", MATCH_RGB), ("false positive", FALSE_POSITIVE_RGB)):
+            draw.rectangle((x, 3, x + 10, 13), fill=colour)
+            draw.text((x + 14, 2), text, fill=(0, 0, 0))
+            x += 14 + 8 * len(text) + 12
     for r in range(q):
-        y = r * (size + label_h)
-        canvas.paste(_thumb(query_paths[r], size, (40, 90, 220), 4), (0, y))
+        y = top + r * (size + label_h)
+        canvas.paste(_thumb(query_paths[r], size, QUERY_RGB, border), (0, y))
         draw.text((2, y + size), f"query id {query_ids[r]}", fill=(0, 0, 0))
         for c, g in enumerate(ranked[r]):
             if g < 0:
                 continue
             good = gallery_ids[g] == query_ids[r]
             x = size + gap + c * size
-            canvas.paste(_thumb(gallery_paths[g], size, (30, 170, 60) if good else (220, 40, 40), 4), (x, y))
+            frame = (MATCH_RGB, border) if good else (FALSE_POSITIVE_RGB, false_positive_border)
+            canvas.paste(_thumb(gallery_paths[g], size, *frame), (x, y))
             draw.text((x + 2, y + size), f"{c + 1}: id {gallery_ids[g]}", fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,199 @@
+"""RNN-HA (Wei et al., ACCV 2018) as a LightningModule on the shared :class:`ReIDModule` base.
+
+Training: ``L = L_model + L_vehicle`` (Eq. 5), plain cross-entropy each; the model-level label is a
+DataModule attribute (VeRi: ``type``, VehicleID: ``model``), and images without one (-1) are ignored by
+``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
+(sec. 4.2); the model-level classification accuracy on the evaluation images (``model_acc``) is
+reported beside the ranking metrics. Pictures: Fig. 3 (the attention maps ``a`` of Eq. 7 over test
+images) and Fig. 4 (top-5 rank lists, false positives framed red).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vreid_lightning.errors import ConfigError
+from vreid_lightning.losses.cross_entropy import cross_entropy
+from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.models.backbones import build_backbone
+from vreid_lightning.models.rnn_ha import RNNHANet
+
+__all__ = ["RNNHAModule", "eval_model_labels"]
+
+log = logging.getLogger(__name__)
+
+_LOGITS = "model_logits"  # gathered with the retrieval feature, for the model-level accuracy
+
+
+def eval_model_labels(train_values: np.ndarray, eval_values: np.ndarray) -> np.ndarray:
+    """Evaluation images' model-level labels as the training classes (-1: unlabelled or unseen in training).
+
+    The DataModule numbers a training attribute's classes by its sorted distinct labelled values
+    (:func:`vreid_lightning.data.datamodule.remap_labels`); the same numbering is applied here.
+    """
+    from vreid_lightning.data.datamodule import remap_labels
+
+    _, classes = remap_labels(train_values)
+    values = np.asarray(eval_values, dtype=np.int64)
+    if len(classes) == 0:
+        return np.full(values.shape, -1, dtype=np.int64)
+    pos = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
+    return np.where((values >= 0) & (classes[pos] == values), pos, -1)
+
+
+class RNNHAModule(ReIDModule):
+    """RNN-HA, FC-HA (w/o RNN) or RNN-H w/o attention, by ``net`` switches.
+
+    Args:
+        num_classes: training identities (vehicle-level classes).
+        attribute_classes: attribute -> classes, from the DataModule.
+        backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        model_level: the attribute used as the model-level label (VeRi ``type``, VehicleID ``model``).
+        dataset: the dataset's name, for error messages.
+        net: keyword arguments of :class:`RNNHANet` (hierarchy, attention, hidden_size ...).
+        optimizer, scheduler: Hydra partial configs.
+        evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
+        figures: images in the attention-map figure (Fig. 3; 0: none).
+        rank_list: ``[successes, failures]`` queries in the top-5 rank-list figure (Fig. 4: 8 and 4).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        attribute_classes: Mapping[str, int],
+        backbone: Mapping[str, Any],
+        model_level: str = "type",
+        dataset: str | None = None,
+        net: Mapping[str, Any] | None = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        evaluation: Mapping[str, Any] | None = None,
+        figures: int = 8,
+        rank_list: tuple[int, int] | list[int] = (8, 4),
+    ) -> None:
+        super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
+        self.save_hyperparameters()
+        attribute_classes = dict(attribute_classes)
+        if model_level not in attribute_classes:
+            where = f"dataset {dataset!r}" if dataset else "the training data"
+            raise ConfigError(
+                f"RNN-HA needs a model-level label: {where} has no labelled {model_level!r} attribute "
+                f"(model.model_level={model_level!r}; trained attributes: {sorted(attribute_classes) or 'none'}). "
+                "Add it to data.attributes or set model.model_level to one the dataset labels "
+                "(VeRi: type, VehicleID: model)."
+            )
+        if len(rank_list) != 2 or min(int(v) for v in rank_list) < 0:
+            raise ConfigError(f"model.rank_list={list(rank_list)!r}; expected [successes, failures], both >= 0")
+        self.model_level = model_level
+        self.net = RNNHANet(build_backbone(**dict(backbone)), num_classes=num_classes,
+                            num_model_classes=int(attribute_classes[model_level]), **dict(net or {}))
+        self.num_figures = int(figures)
+        self.rank_list_counts = (int(rank_list[0]), int(rank_list[1]))
+        self._last_eval: tuple[Tensor, Any] | None = None
+
+    # ------------------------------------------------------------------ ReIDModule API
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        out = self.net(batch["image"])
+        l_model = cross_entropy(out.logits["model"], batch["attrs"][self.model_level])  # -1: ignored
+        l_vehicle = cross_entropy(out.logits["vehicle"], batch["pid"])
+        return l_model + l_vehicle, {"model": l_model, "vehicle": l_vehicle}, out.logits["vehicle"]  # Eq. 5
+
+    def extract(self, images: Tensor) -> dict[str, Tensor]:
+        out = self.net(images)
+        return {"o2": out.features["o2"], _LOGITS: out.logits["model"]}
+
+    @property
+    def main_feature(self) -> str:
+        return "o2"
+
+    def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
+        return {"o2": self._concat([feats["o2"]])}  # sec. 4.2: o2, L2-normalised (evaluation.normalize)
+
+    def extra_metrics(self, feats: dict[str, Tensor], eval_set: Any) -> dict[str, float]:
+        """``model_acc``: model-level top-1 accuracy of ``o1``'s classifier over the evaluation images
+        that carry a model-level label seen in training (VeRi: every test image's type)."""
+        self._last_eval = (self._concat([feats["o2"]]), eval_set)
+        dm = self.trainer.datamodule
+        values = eval_set.split.attributes.get(self.model_level)
+        if values is None or not hasattr(dm, "train_split"):
+            return {}
+        labels = torch.as_tensor(eval_model_labels(dm.train_split.attributes[self.model_level], values))
+        known = labels >= 0
+        if not bool(known.any()):
+            return {}
+        pred = feats[_LOGITS].argmax(dim=1).cpu()
+        return {"model_acc": float((pred[known] == labels[known]).float().mean()),
+                "model_acc_images": float(known.sum())}
+
+    # ------------------------------------------------------------------ figures
+    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
+        """Fig. 3 (attention maps) and Fig. 4 (top-5 rank lists) of the tested model, PNGs in ``out``."""
+        paths = []
+        if self.num_figures > 0 and self.net.attention is not None:
+            paths.append(self.attention_figure(dm, Path(out) / "attention_maps.png"))
+        if sum(self.rank_list_counts) > 0 and self._last_eval is not None:
+            paths.append(self.rank_list_figure(*self._last_eval, Path(out) / "rank_list_top5.png"))
+        return paths
+
+    @torch.no_grad()
+    def attention_maps(self, x: Tensor) -> Tensor:
+        """``a`` of Eq. 7 for a batch, ``(B, h, w)``, min-max scaled per image to [0, 1] for display."""
+        was_training = self.training
+        self.eval()
+        a = self.net(x.to(self.device)).attention
+        self.train(was_training)
+        if a is None:
+            raise ValueError("attention_maps: this network has no attention module (RNN-H w/o attention)")
+        flat = a.flatten(1)
+        lo, hi = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+        return ((a - lo) / (hi - lo).clamp(min=1e-12)).cpu()
+
+    def attention_figure(self, dm: Any, path: Path) -> Path:
+        """Fig. 3: test images (one per identity) and their attention maps."""
+        from vreid_lightning.data.datamodule import ImageDataset
+        from vreid_lightning.data.transforms import build_test_transform, denormalize
+        from vreid_lightning.viz.response_maps import save_response_grid
+
+        split = dm.eval_set.split
+        rows = dm.eval_set.groups.get("query", np.arange(len(split)))
+        _, first = np.unique(split.pids[rows], return_index=True)
+        pick = rows[np.sort(first)[: self.num_figures]]
+        ds = ImageDataset(split, build_test_transform(dm.image_size))
+        x = torch.stack([ds[int(i)]["image"] for i in pick])
+        maps = {"attention a (Eq. 7)": self.attention_maps(x)}
+        return save_response_grid(denormalize(x, clamp=True), maps, path)
+
+    def rank_list_figure(self, feats: Tensor, eval_set: Any, path: Path) -> Path:
+        """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity.
+
+        VehicleID protocol: the first test size's first seeded gallery draw (one image per vehicle).
+        """
+        from vreid_lightning.evaluation.distance import compute_distance
+        from vreid_lightning.evaluation.protocols import vehicleid_draw
+        from vreid_lightning.viz.ranklist import save_rank_list, select_queries, top_k_valid
+
+        split = eval_set.split
+        cams = None
+        if eval_set.protocol == "image":
+            q_rows, g_rows = eval_set.groups["query"], eval_set.groups["gallery"]
+            if bool((split.camids >= 0).all()):
+                cams = split.camids
+        else:
+            rows = next(iter(eval_set.groups.values()))
+            q, g = vehicleid_draw(split.pids[rows], int(eval_set.options.get("seed", 0)), 0)
+            q_rows, g_rows = rows[q], rows[g]
+        dev = feats.device
+        dist = compute_distance(feats[torch.as_tensor(q_rows, device=dev)], feats[torch.as_tensor(g_rows, device=dev)],
+                                metric=self.eval_cfg["metric"]).cpu().numpy()
+        q_ids, g_ids = split.pids[q_rows], split.pids[g_rows]
+        ranked = top_k_valid(dist, q_ids, g_ids, None if cams is None else cams[q_rows],
+                             None if cams is None else cams[g_rows], 5)
+        pick = select_queries(ranked, q_ids, g_ids, *self.rank_list_counts)
+        return save_rank_list([split.paths[i] for i in q_rows[pick]], q_ids[pick].tolist(),
+                              [split.paths[i] for i in g_rows], g_ids.tolist(), ranked[pick], path, legend=True)
