@@ -133,6 +133,7 @@ def _fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path,
     if trainer.is_global_zero:
         results_file.unlink(missing_ok=True)
     model.results_path = str(results_file)
+    model.postprocess_cfg = OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None
     train = bool(cfg.get("train", True))
     if train:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)

@@ -60,18 +60,30 @@ def _check_params(k1: int, k2: int, lambda_value: float, metric: str) -> None:
 
 
 def _stable_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices of the k smallest values of each row, in stable ascending order (ties by index)."""
+    """Column indices of the k smallest values of each row, in stable ascending order (ties by index).
+
+    One ``topk``; rows where the k-th value also occurs outside the selection (a tie across the
+    boundary: rare) are redone exactly from all their items equal to or below it.
+    """
     if k >= values.shape[1]:
         return torch.sort(values, dim=1, stable=True).indices
-    kth = torch.topk(values, k, dim=1, largest=False, sorted=True).values[:, -1:]
-    rows, cols = (values <= kth).nonzero(as_tuple=True)  # row-major: cols ascending within a row
-    order = torch.sort(values[rows, cols], stable=True).indices
-    order = order[torch.sort(rows[order], stable=True).indices]  # by row, then value, then index
-    rows, cols = rows[order], cols[order]
-    counts = torch.bincount(rows, minlength=values.shape[0])
-    pos = torch.arange(rows.shape[0], device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
-    keep = pos < k
-    return cols[keep].view(values.shape[0], k)
+    vals, idx = torch.topk(values, k, dim=1, largest=False, sorted=True)
+    kth = vals[:, -1:]
+    bad = ((values == kth).sum(dim=1) != (vals == kth).sum(dim=1)).nonzero(as_tuple=True)[0]
+    if bad.numel():
+        sub = values[bad]
+        rows, cols = (sub <= kth[bad]).nonzero(as_tuple=True)  # row-major: cols ascending within a row
+        order = torch.sort(sub[rows, cols], stable=True).indices
+        order = order[torch.sort(rows[order], stable=True).indices]  # by row, then value, then index
+        rows, cols = rows[order], cols[order]
+        counts = torch.bincount(rows, minlength=sub.shape[0])
+        pos = torch.arange(rows.shape[0], device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+        idx[bad] = cols[pos < k].view(-1, k)
+        vals[bad] = torch.gather(sub, 1, idx[bad])
+    # within the selection, equal values by index: sort by index, then stably by value
+    by_index = torch.sort(idx, dim=1).indices
+    idx, vals = torch.gather(idx, 1, by_index), torch.gather(vals, 1, by_index)
+    return torch.gather(idx, 1, torch.sort(vals, dim=1, stable=True).indices)
 
 
 def _reciprocal_mask(ranks: torch.Tensor, k: int, step: int) -> torch.Tensor:
@@ -99,6 +111,27 @@ def _expand(ptr: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch
     first = torch.cumsum(counts, 0) - counts
     pos = ptr[which][owner] + torch.arange(owner.shape[0], device=which.device) - first[owner]
     return pos, owner
+
+
+def _squared_distance_fn(x: torch.Tensor, metric: str):
+    """``fn(rows) -> (C, N)`` squared original distances to every row of ``x``, in ``x``'s dtype.
+
+    The released code squares the Euclidean (or cosine) distance; for the Euclidean distance the
+    square is taken before the root (``gallery_distance_fn``'s formula without its final sqrt: equal
+    to within one rounding), for the cosine distance ``(1 - cos)^2``.
+    """
+    if metric == "cosine":
+        fn = gallery_distance_fn(x, "cosine")
+        return lambda rows: fn(rows).square_()
+    centre = x.mean(dim=0, keepdim=True)
+    xc = x - centre
+    sq = (xc * xc).sum(dim=1)
+
+    def distance(rows: torch.Tensor) -> torch.Tensor:
+        r = rows - centre
+        return torch.addmm((r * r).sum(dim=1, keepdim=True) + sq[None, :], r, xc.T, alpha=-2.0).clamp_(min=0.0)
+
+    return distance
 
 
 class KReciprocalIndex:
@@ -129,7 +162,7 @@ class KReciprocalIndex:
         self.metric = metric
         n = self.num
         self.chunk = int(chunk_size) if chunk_size else max(1, CHUNK_ELEMENTS // n)
-        self._distance = gallery_distance_fn(self.feats, metric)
+        self._distance = _squared_distance_fn(self.feats, metric)
         dev = self.feats.device
         # 1. row maxima and stable k1 + 1 nearest neighbours (the released code's initial_rank[:, :k1 + 1])
         k = min(int(k1) + 1, n)
@@ -181,8 +214,7 @@ class KReciprocalIndex:
 
     def _original(self, s: int, e: int, cols: slice | None) -> torch.Tensor:
         """Rows s:e of the normalised squared distance (float32), against all items or ``cols``."""
-        d = self._distance(self.feats[s:e])
-        d2 = (d * d).to(torch.float32)  # np.power(original_dist, 2).astype(np.float32)
+        d2 = self._distance(self.feats[s:e]).to(torch.float32)  # np.power(original_dist, 2).astype(np.float32)
         if cols is None:
             self.row_max[s:e] = d2.max(dim=1).values
             return d2 / self.row_max[s:e, None]
@@ -202,10 +234,10 @@ class KReciprocalIndex:
             r, c = rows[s:s + step], cols[s:s + step]
             dot = (x[r] * x[c]).sum(dim=1)
             if self.metric == "cosine":
-                d = (1.0 - dot).clamp_(0.0, 2.0)
+                d2 = (1.0 - dot).clamp_(0.0, 2.0).square_()
             else:
-                d = (sq[r] + sq[c] - 2.0 * dot).clamp_(min=0.0).sqrt_()
-            out[s:s + step] = (d * d).to(torch.float32) / self.row_max[r]
+                d2 = (sq[r] + sq[c] - 2.0 * dot).clamp_(min=0.0)
+            out[s:s + step] = d2.to(torch.float32) / self.row_max[r]
         return out
 
     def _expand_query(self, near: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
@@ -213,16 +245,20 @@ class KReciprocalIndex:
         """V_qe[i] = mean of V[r] over r in ``near[i]`` (sparse; rows sorted, columns sorted within a row)."""
         n = self.num
         ptr = _csr_ptr(rows, n)
+        per_row = max(1, int(ptr[-1]) // n) * kq
+        step = max(1, (1 << 23) // per_row)
         out_keys, out_vals = [], []
-        step = max(1, self.chunk)
         for s in range(0, n, step):
             e = min(s + step, n)
             src = near[s:e].reshape(-1)
             owner_row = torch.arange(s, e, device=rows.device).repeat_interleave(kq)
             pos, owner = _expand(ptr, src)
-            keys, inv = torch.unique(owner_row[owner] * n + cols[pos], return_inverse=True)
-            acc = torch.zeros(keys.shape[0], dtype=torch.float32, device=rows.device).index_add_(0, inv, vals[pos])
-            out_keys.append(keys)
+            keys, order = torch.sort(owner_row[owner] * n + cols[pos])
+            new = torch.ones_like(keys, dtype=torch.bool)
+            new[1:] = keys[1:] != keys[:-1]
+            seg = torch.cumsum(new, 0) - 1
+            acc = torch.zeros(int(new.sum()), dtype=torch.float32, device=rows.device).index_add_(0, seg, vals[pos][order])
+            out_keys.append(keys[new])
             out_vals.append(acc / kq)
         keys = torch.cat(out_keys)
         return keys // n, keys % n, torch.cat(out_vals)

@@ -42,6 +42,7 @@ DEFAULT_EVAL: dict[str, Any] = {
     "normalize": "l2",     # per-part normalisation before concatenation: l2 | none
     "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
     "rank_list": 8,         # queries drawn in rank_list.png beside the test results (0: none)
+    "scales": [1.0],        # test-time scales averaged, each resized from the original (VehicleNet AICity: [1, 0.9, 0.8])
 }
 
 
@@ -105,6 +106,7 @@ class ReIDModule(L.LightningModule, abc.ABC):
         self.eval_results: dict[str, dict[str, Any]] = {}
         self._feature_layout: list[tuple[str, int]] | None = None
         self.results_path: str | None = None  # where test results are written (set by the runner)
+        self.postprocess_cfg: Any = None  # test-time post-processing steps, cfg.postprocess (set by the runner)
 
     # ------------------------------------------------------------------ subclass API
     @abc.abstractmethod
@@ -143,6 +145,11 @@ class ReIDModule(L.LightningModule, abc.ABC):
 
     @torch.no_grad()
     def extract_eval_features(self, images: Tensor) -> dict[str, Tensor]:
+        scales = list(self.eval_cfg["scales"])
+        if scales != [1.0]:  # multi-scale test-time augmentation (evaluation.tta)
+            from vreid_lightning.evaluation.tta import multi_scale_features
+
+            return multi_scale_features(self.extract, images, scales, bool(self.eval_cfg["flip"]))
         feats = self.extract(images)
         if self.eval_cfg["flip"]:
             flipped = self.extract(torch.flip(images, dims=[3]))
@@ -217,6 +224,14 @@ class ReIDModule(L.LightningModule, abc.ABC):
         combos = self.feature_combinations(feats, study=bool(self.eval_cfg["feature_study"]))
         results = {name: run_protocol(f, eval_set, self.eval_cfg["metric"]) for name, f in combos.items()}
         main = results[self.main_feature]
+        if stage == "test":  # features.npz beside the results; post-processed main metrics (evaluation.postprocess)
+            from vreid_lightning.evaluation.postprocess import postprocess_test_features
+
+            main, plain = postprocess_test_features(combos[self.main_feature], eval_set, main, self.eval_cfg["metric"],
+                                                    self.postprocess_cfg, self.results_path, self.trainer.is_global_zero)
+            if plain is not None:
+                results[self.main_feature] = main
+                results[f"{self.main_feature} (before postprocess)"] = plain
         for key in METRIC_KEYS:
             self.log(f"{stage}/{key}", float(main[key]), sync_dist=False, rank_zero_only=False)
         for size, metrics in main.get("sizes", {}).items():

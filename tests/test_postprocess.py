@@ -1,0 +1,239 @@
+"""Post-processing steps on small hand-made problems, saved features, and the evaluate command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vreid_lightning.errors import ConfigError, DatasetFormatError
+from vreid_lightning.evaluate import main as evaluate_main
+from vreid_lightning.evaluation.camera_verification import camera_clusters, camera_filter
+from vreid_lightning.evaluation.postprocess import parse_steps, postprocess_evaluate
+from vreid_lightning.evaluation.query_expansion import (average_query_expansion, database_augmentation,
+                                                        dbscan_query_expansion)
+from vreid_lightning.evaluation.saved_features import FeatureSet, check_aligned, load_features, save_features
+from vreid_lightning.evaluation.time_window import time_window_filter
+from vreid_lightning.evaluation.tta import multi_scale_features, read_boxes
+
+
+def _unit(*rows):
+    return F.normalize(torch.tensor(rows, dtype=torch.float32), dim=1)
+
+
+# ---------------------------------------------------------------- query expansion
+def test_dbscan_qe_replaces_clustered_queries_by_their_cluster_mean():
+    q = _unit([1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0])  # two close queries, one far away
+    out = dbscan_query_expansion(q, eps=0.5, min_samples=2)
+    mean = F.normalize(q[:2].sum(0, keepdim=True), dim=1)[0]
+    torch.testing.assert_close(out[0], mean)
+    torch.testing.assert_close(out[1], mean)
+    torch.testing.assert_close(out[2], q[2])  # noise: unchanged
+    # a tighter eps (2 - 2 cos of the pair is ~0.012) leaves every query alone
+    torch.testing.assert_close(dbscan_query_expansion(q, eps=0.01), q)
+
+
+def test_average_qe_and_database_augmentation():
+    q = _unit([1.0, 0.0])
+    g = _unit([0.8, 0.6], [0.0, 1.0], [-1.0, 0.0])
+    torch.testing.assert_close(average_query_expansion(q, g, k=1), F.normalize(q + g[:1], dim=1))
+    # alpha-QE: weights cos^alpha, here cos = 0.8 and 0.0
+    out = average_query_expansion(q, g, k=2, alpha=3.0)
+    torch.testing.assert_close(out, F.normalize(q + 0.8 ** 3 * g[:1], dim=1))
+    dba = database_augmentation(g, k=2)  # itself and its nearest other gallery item
+    torch.testing.assert_close(dba[0], F.normalize(g[0] + g[1], dim=0))
+    torch.testing.assert_close(dba[2], F.normalize(g[2] + g[1], dim=0))  # cos 0 beats cos -0.8
+
+
+# ---------------------------------------------------------------- filters
+def test_time_window_removes_far_items():
+    f = time_window_filter(np.array([100, 5000]), np.array([90, 400, 4990]), tau=50)
+    out = f(0, torch.zeros(2, 3))
+    assert torch.isinf(out).tolist() == [[False, True, True], [True, True, False]]
+    assert f(1, torch.zeros(1, 3)).isinf().tolist() == [[True, True, False]]  # chunk offset
+
+
+def test_time_window_without_timestamps_names_the_split():
+    with pytest.raises(ConfigError, match="1 of 2 images of the gallery set have no timestamp"):
+        time_window_filter(np.array([1]), np.array([3, -1]), tau=10)
+    with pytest.raises(ConfigError, match="query set has no timestamps"):
+        time_window_filter(None, np.array([3]), tau=10)
+
+
+def test_camera_verification_remove_and_penalty():
+    block = torch.tensor([[0.1, 0.2, 0.3]])
+    rm = camera_filter(np.array([1]), np.array([1, 2, 1]), "remove")(0, block)
+    assert torch.isinf(rm).tolist() == [[True, False, True]] and rm[0, 1] == pytest.approx(0.2)
+    pen = camera_filter(np.array([1]), np.array([1, 2, 1]), "penalty", penalty=0.5)(0, block)
+    torch.testing.assert_close(pen, torch.tensor([[0.6, 0.2, 0.8]]))
+    with pytest.raises(ConfigError, match="no camera labels"):
+        camera_filter(np.array([-1]), np.array([1]))
+    with pytest.raises(ConfigError, match="mode"):
+        camera_filter(np.array([1]), np.array([1]), "drop")
+
+
+def test_camera_clusters_recover_separated_cameras():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3] * 5
+    truth = np.repeat(np.arange(3), 10)
+    labels = camera_clusters(centres[truth] + 0.1 * rng.normal(size=(30, 4)), n_clusters=3)
+    # the same partition up to renaming
+    assert len({(a, b) for a, b in zip(truth, labels)}) == 3
+
+
+# ---------------------------------------------------------------- pipeline
+def _fs(q, g, qi, gi, qc=None, gc=None, qt=None, gt=None, **views) -> FeatureSet:
+    q, g = np.asarray(q, np.float32), np.asarray(g, np.float32)
+
+    def side(n, ids, cams, times):
+        return {"ids": np.asarray(ids), "cams": np.asarray(cams if cams is not None else [-1] * n),
+                "times": np.asarray(times if times is not None else [-1] * n),
+                "paths": np.asarray([f"{i}.jpg" for i in range(n)])}
+
+    return FeatureSet({"": (q, g), **views}, side(len(q), qi, qc, qt), side(len(g), gi, gc, gt))
+
+
+def test_time_window_step_fixes_a_known_ranking():
+    # the query's nearest gallery item is another vehicle seen hours later: removing it by time
+    # moves the true match from rank 2 to rank 1 (mAP 0.5 -> 1.0)
+    fs = _fs([[1.0, 0.0]], [[1.0, 0.05], [0.9, 0.4]], [0], [1, 0], [1], [2, 3], [100], [90000, 400])
+    assert postprocess_evaluate(fs)["mAP"] == pytest.approx(0.5)
+    assert postprocess_evaluate(fs, ["time_window"])["mAP"] == pytest.approx(1.0)
+    assert postprocess_evaluate(fs, [{"time_window": {"tau": 100000}}])["mAP"] == pytest.approx(0.5)
+
+
+def test_camera_verification_step_and_ensemble():
+    # a hard negative from the query's own camera ranks first; removing same-camera items fixes it
+    fs = _fs([[1.0, 0.0]], [[1.0, 0.05], [0.9, 0.4]], [0], [1, 0], [1], [1, 2])
+    assert postprocess_evaluate(fs)["rank1"] == 0.0
+    assert postprocess_evaluate(fs, ["camera_verification"])["rank1"] == 1.0
+    with pytest.raises(ConfigError, match="at least two models"):
+        postprocess_evaluate(fs, ["ensemble"])
+    # a second model that ranks the true match first: the ensemble (normalised concat) follows its margin
+    other = _fs([[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]], [0], [1, 0], [1], [1, 2])
+    assert postprocess_evaluate([fs, other], ["ensemble"])["rank1"] == 1.0
+    with pytest.raises(ConfigError, match="no cropped-image features"):
+        postprocess_evaluate(fs, ["crop"])
+    crop = _fs([[1.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]], [0], [1, 0], [1], [1, 2])
+    fs.views["crop"] = crop.views[""]
+    assert postprocess_evaluate(fs, ["crop"])["rank1"] == 1.0  # the average follows the crop's margin
+
+
+def test_parse_steps_errors_and_order():
+    assert list(parse_steps(["rerank", "qe"])) == ["qe", "rerank"]
+    assert parse_steps([{"rerank": {"k1": 5}}])["rerank"] == {"k1": 5, "k2": 6, "lambda_value": 0.3,
+                                                               "metric": "euclidean"}
+    with pytest.raises(ConfigError, match="unknown step 'rerank2'"):
+        parse_steps(["rerank2"])
+    with pytest.raises(ConfigError, match=r"postprocess.rerank: unknown parameter\(s\) \['k3'\]"):
+        parse_steps([{"rerank": {"k3": 1}}])
+
+
+# ---------------------------------------------------------------- saved features and the command
+def _problem(seed: int = 0, nq: int = 12, ng: int = 60):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, 8))
+    qi, gi = rng.integers(0, 6, nq), rng.integers(0, 6, ng)
+    q, g = centres[qi] + 0.8 * rng.normal(size=(nq, 8)), centres[gi] + 0.8 * rng.normal(size=(ng, 8))
+    return _fs(q, g, qi, gi, rng.integers(1, 4, nq), rng.integers(1, 4, ng), rng.integers(0, 9999, nq),
+               rng.integers(0, 9999, ng))
+
+
+def test_saved_features_round_trip_and_alignment(tmp_path: Path):
+    fs = _problem()
+    back = load_features(save_features(fs, tmp_path / "features.npz"))
+    np.testing.assert_array_equal(back.views[""][1], fs.views[""][1])
+    for k in ("ids", "cams", "times", "paths"):
+        np.testing.assert_array_equal(back.gallery[k], fs.gallery[k])
+    other = _problem(1)
+    with pytest.raises(DatasetFormatError, match="query ids"):
+        check_aligned([fs, other])
+    short = _problem(0, ng=59)
+    with pytest.raises(DatasetFormatError, match="60 gallery rows"):
+        check_aligned([fs, short])
+
+
+def test_evaluate_command_cumulative(tmp_path: Path, capsys):
+    a, b = _problem(), _problem()
+    rng = np.random.default_rng(5)
+    b.views[""] = tuple(v + 0.3 * rng.normal(size=v.shape).astype(np.float32) for v in a.views[""])
+    pa, pb = save_features(a, tmp_path / "a" / "features.npz"), save_features(b, tmp_path / "b" / "features.npz")
+    rc = evaluate_main([str(tmp_path / "a"), str(pb), "--steps", "ensemble,qe,camera_verification,rerank",
+                        "--cumulative", "--set", "rerank.k1=6", "--set", "rerank.k2=3", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [c["added"] for c in res["columns"]] == ["none", "ensemble", "qe", "camera_verification", "rerank"]
+    assert res["columns"][0]["mAP"] == pytest.approx(postprocess_evaluate(a)["mAP"])
+    last = postprocess_evaluate([a, b], [{"ensemble": {}}, {"qe": {}}, {"camera_verification": {}},
+                                         {"rerank": {"k1": 6, "k2": 3}}])
+    assert res["test"]["mAP"] == pytest.approx(last["mAP"])
+    table = (tmp_path / "o" / "table.md").read_text()
+    assert "| Re-ranking? |  |  |  |  | ✓ |" in table and "mAP (%)" in table
+    assert pa.is_file()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--steps", "qe,sharpen"], "unknown step 'sharpen'"),
+    (["--steps", "rerank", "--set", "qe.eps=0.3"], "not in --steps"),
+    (["--steps", "time_window"], "no timestamp"),
+])
+def test_evaluate_command_bad_input(tmp_path: Path, capsys, args, msg):
+    fs = _problem()
+    fs.gallery["times"][3] = -1
+    save_features(fs, tmp_path / "features.npz")
+    assert evaluate_main([str(tmp_path / "features.npz"), *args]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_evaluate_command_misaligned_files(tmp_path: Path, capsys):
+    save_features(_problem(0), tmp_path / "a.npz")
+    save_features(_problem(0, ng=50), tmp_path / "b.npz")
+    assert evaluate_main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--steps", "ensemble"]) == 2
+    assert "60 gallery rows" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path / "missing.npz")]) == 2
+
+
+# ---------------------------------------------------------------- test-time augmentation
+def test_multi_scale_resizes_the_original_each_time():
+    seen = []
+
+    def extract(x):
+        seen.append(tuple(x.shape[-2:]))
+        return {"f": x.mean(dim=(1, 2, 3))[:, None]}
+
+    x = torch.arange(2 * 3 * 20 * 10, dtype=torch.float32).view(2, 3, 20, 10)
+    out = multi_scale_features(extract, x, [1.0, 0.9, 0.8], flip=True)
+    assert seen == [(20, 10), (20, 10), (18, 9), (18, 9), (16, 8), (16, 8)]  # 0.8 of 20, not 0.8 * 18
+    assert out["f"].shape == (2, 1)
+    with pytest.raises(ConfigError, match="scales"):
+        multi_scale_features(extract, x, [0.0])
+
+
+def test_boxes_file(tmp_path: Path):
+    p = tmp_path / "boxes.csv"
+    p.write_text("image,x0,y0,x1,y1\na/0001.jpg,1,2,30,40\n")
+    assert read_boxes(p) == {"0001.jpg": (1.0, 2.0, 30.0, 40.0)}
+    p.write_text("0001.jpg,1,2,0,40\n")
+    with pytest.raises(DatasetFormatError, match="line 1"):
+        read_boxes(p)
+
+
+def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: Path):
+    from tests.conftest import TINY, compose
+    from vreid_lightning.run import run
+
+    over = ["+experiment=baseline_synthetic", *TINY, "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
+            "postprocess=[rerank]", "postprocess.rerank.k1=6", "postprocess.rerank.k2=3"]
+    results = run(compose(over, tmp_path))
+    fs = load_features(tmp_path / "features.npz")
+    assert fs.num_query > 0 and fs.views[""][0].shape[1] > 0 and (fs.gallery["times"] >= 0).all()
+    steps = [{"rerank": {"k1": 6, "k2": 3}}]
+    assert results["test"]["mAP"] == pytest.approx(postprocess_evaluate(fs, steps)["mAP"], abs=1e-9)
+    assert results["features"]["f_c (before postprocess)"]["mAP"] == pytest.approx(postprocess_evaluate(fs)["mAP"])
+    assert evaluate_main([str(tmp_path), "--steps", "rerank", "--set", "rerank.k1=6", "--set", "rerank.k2=3"]) == 0
+    saved = json.loads((tmp_path / "postprocess" / "results.json").read_text())
+    assert saved["test"]["mAP"] == pytest.approx(results["test"]["mAP"], abs=1e-9)

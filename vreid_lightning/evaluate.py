@@ -1,0 +1,179 @@
+"""Evaluate saved test features under a list of post-processing steps (VehicleNet Table VI as one command).
+
+    python -m vreid_lightning.evaluate RUN_DIR_OR_FEATURES [MORE ...] --steps qe,camera_verification,rerank
+    python -m vreid_lightning.evaluate A/features.npz B/features.npz --cumulative \\
+        --steps crop,ensemble,qe,camera_verification,rerank --crop A/crop.npz B/crop.npz
+    python -m vreid_lightning.evaluate RUN --steps rerank --set rerank.k1=30 --set rerank.lambda_value=0.5
+
+Each input is a ``features.npz`` written by a test run (``evaluation.saved_features``), or a run directory
+holding one (a staged run: its last stage's); a run directory without one but with a checkpoint is tested
+again from its checkpoint (``train=false``) to write it. Several inputs are several models of the same
+images (the ``ensemble`` step concatenates them; otherwise the first is used). ``--cumulative`` evaluates
+the plain ranking and then the steps added one at a time, in the order listed: Table VI's layout, steps
+as columns, mAP and rank-1 per column, written to ``results.json`` and ``table.md`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vreid_lightning.errors import ConfigError, DatasetFormatError
+from vreid_lightning.evaluation.postprocess import STEP_DEFAULTS, cumulative_table, parse_steps, postprocess_evaluate
+from vreid_lightning.evaluation.saved_features import FeatureSet, load_features
+
+__all__ = ["main", "build_parser", "resolve_features", "format_table"]
+
+STEP_TITLES = {
+    "crop": "with Cropped Image?", "ensemble": "Model Ensemble?", "qe": "Query Expansion?",
+    "aqe": "Average Query Expansion?", "dba": "Database Augmentation?", "camera_verification": "Camera Verification?",
+    "time_window": "Time Window?", "rerank": "Re-ranking?",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vreid_lightning.evaluate", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("inputs", nargs="+", help="features.npz files or run directories (one per model)")
+    p.add_argument("--steps", default="", help=f"comma-separated steps, of {list(STEP_DEFAULTS)}")
+    p.add_argument("--set", action="append", default=[], metavar="STEP.PARAM=VALUE", help="override a step parameter")
+    p.add_argument("--cumulative", action="store_true", help="add the steps one at a time (Table VI layout)")
+    p.add_argument("--crop", nargs="+", default=[], help="features.npz of the cropped images, one per input")
+    p.add_argument("--camera-features", help="features.npz of a camera model's test run (camera_verification)")
+    p.add_argument("--metric", choices=["cosine", "euclidean"], help="plain ranking metric (default: the run's)")
+    p.add_argument("--out", help="output directory (default: <first input's directory>/postprocess)")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def resolve_features(path: str | Path) -> Path:
+    """The features.npz of ``path`` (a file, a run directory, or a staged run's last stage); a run without
+    one but with a checkpoint is tested again from it."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DatasetFormatError(path, "a features.npz file or a run directory", got="no such file or directory")
+    if (path / "features.npz").is_file():
+        return path / "features.npz"
+    stages = sorted((path / "stages").glob("*/features.npz"), key=lambda p: p.stat().st_mtime)
+    if stages:
+        return stages[-1]
+    return _features_from_checkpoint(path)
+
+
+def _features_from_checkpoint(run: Path) -> Path:
+    """Test ``run``'s checkpoint again (its resolved config, ``train=false``) so that it writes features.npz."""
+    from omegaconf import OmegaConf
+
+    from vreid_lightning.run import run as run_experiment
+
+    cfg_path = run / "config_resolved.yaml"
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not cfg_path.is_file() or not ckpts:
+        raise DatasetFormatError(run, "features.npz, or config_resolved.yaml and checkpoints/*.ckpt of a run")
+    cfg = OmegaConf.load(cfg_path)
+    if cfg.get("stages"):
+        raise ConfigError(f"{run}: a staged run without saved features; pass stages/<name>/features.npz")
+    best = [c for c in ckpts if c.name != "last.ckpt"] or ckpts
+    out = run / "retest"
+    cfg.train, cfg.ckpt_path, cfg.paths.output_dir, cfg.logger = False, str(best[-1]), str(out), None
+    run_experiment(cfg)
+    return out / "features.npz"
+
+
+def _overrides(sets: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        step, dot, param = key.partition(".")
+        if not eq or not dot:
+            raise ConfigError(f"--set {item!r}: expected STEP.PARAM=VALUE, e.g. rerank.k1=30")
+        out.setdefault(step, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def _steps_spec(names: str, sets: list[str]) -> list[dict[str, Any]]:
+    listed = [s.strip() for s in names.split(",") if s.strip()]
+    over = _overrides(sets)
+    stray = set(over) - set(listed)
+    if stray:
+        raise ConfigError(f"--set: step(s) {sorted(stray)} are not in --steps {listed}")
+    spec = [{n: over.get(n, {})} for n in listed]
+    parse_steps(spec)  # validates names and parameters up front
+    return spec
+
+
+def format_table(columns: list[dict[str, Any]], title: str = "") -> str:
+    """Markdown in Table VI's layout: one column per entry, a check mark per step used, mAP and rank-1 (%)."""
+    steps = [c["added"] for c in columns if c["added"] != "none"]
+    head = "| Method | " + " | ".join(str(i) for i in range(len(columns))) + " |"
+    lines = ([f"**{title}**", ""] if title else []) + [head, "|---" * (len(columns) + 1) + "|"]
+    for s in steps:
+        lines.append(f"| {STEP_TITLES[s]} | " + " | ".join("✓" if s in c["steps"] else "" for c in columns) + " |")
+    for key, label in (("mAP", "mAP (%)"), ("rank1", "Rank@1 (%)")):
+        lines.append(f"| {label} | " + " | ".join(f"{100 * c[key]:.2f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    paths = [resolve_features(p) for p in args.inputs]
+    sets = [load_features(p) for p in paths]
+    if args.crop:
+        if len(args.crop) != len(sets):
+            raise ConfigError(f"--crop: expected one file per input ({len(sets)}), got {len(args.crop)}")
+        for fs, cp in zip(sets, args.crop):
+            crop = load_features(resolve_features(cp))
+            _check_rows(fs, crop)
+            fs.views["crop"] = crop.views[""]
+    if args.camera_features:
+        cam = load_features(resolve_features(args.camera_features))
+        _check_rows(sets[0], cam)
+        sets[0].views["cam"] = cam.views[""]
+    spec = _steps_spec(args.steps, args.set)
+    out: dict[str, Any] = {"inputs": [str(p) for p in paths], "steps": parse_steps(spec)}
+    if args.cumulative:
+        cols = cumulative_table(sets, spec, args.metric, device=args.device)
+        out["columns"] = cols
+        out["test"] = {k: v for k, v in cols[-1].items() if k not in ("steps", "added")}
+    else:
+        out["test"] = postprocess_evaluate(sets, spec, args.metric, device=args.device)
+        cols = [{"steps": list(out["steps"]), "added": "all", **out["test"]}]
+    out_dir = Path(args.out) if args.out else paths[0].parent / "postprocess"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(out, indent=2))
+    if args.cumulative:
+        (out_dir / "table.md").write_text(format_table(cols, "Effect of the post-processing steps"))
+        print(format_table(cols))
+    else:
+        print(json.dumps(out["test"], indent=2))
+    print(f"written to {out_dir}")
+    return out
+
+
+def _check_rows(fs: FeatureSet, other: FeatureSet) -> None:
+    from vreid_lightning.evaluation.saved_features import check_aligned
+
+    check_aligned([fs, other])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vreid_lightning.errors import USER_ERRORS, format_user_error
+
+    args = build_parser().parse_args(argv)
+    try:
+        run_evaluate(args)
+    except USER_ERRORS as e:
+        print(format_user_error(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
