@@ -173,7 +173,9 @@ class ReIDModule(L.LightningModule, abc.ABC):
         if not self.scheduler_cfg:
             return opt
         sched = instantiate(self.scheduler_cfg)(optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        from vreid_lightning.optim import scheduler_interval  # "step" for schedules counted in iterations
+
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": scheduler_interval(sched)}}
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any]) -> None:

@@ -80,8 +80,13 @@ def save_response_grid(
     cmap: str = "jet",
     cell_inches: float = 2.0,
     dpi: int = 100,
+    layout: str = "rows",
+    columns: int = 4,
 ) -> Path:
     """Draw one row per image: the image, then each response map overlaid on it; save a PNG.
+
+    With ``layout="interleaved"`` (SCAN Fig. 5) the images run across the rows ``columns`` at a time,
+    each row of images followed by one row per map title with the maps drawn alone (not overlaid).
 
     Args:
         images: ``(B, 3, H, W)`` images with values in ``[0, 1]``.
@@ -93,6 +98,8 @@ def save_response_grid(
         cmap: matplotlib colour map.
         cell_inches: size of one cell.
         dpi: resolution (a cell is ``cell_inches * dpi`` pixels).
+        layout: ``"rows"`` (one row per image) or ``"interleaved"`` (image rows, then map rows).
+        columns: images per row in the interleaved layout.
 
     Returns:
         The written path.
@@ -121,6 +128,10 @@ def save_response_grid(
         bounds_for = {t: list(region_bounds) for t in maps} if region_bounds is not None else {}
 
     pictures = images.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    if layout not in ("rows", "interleaved"):
+        raise ValueError(f"save_response_grid: layout={layout!r}; expected 'rows' or 'interleaved'")
+    if layout == "interleaved":
+        return _save_interleaved(pictures, upsampled, Path(path), cmap, cell_inches, dpi, max(1, int(columns)))
     cols = 1 + len(maps)
     fig = Figure(figsize=(cols * cell_inches, b * cell_inches), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -146,6 +157,35 @@ def save_response_grid(
         ax.set_yticks([])
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _save_interleaved(pictures, upsampled, path: Path, cmap: str, cell_inches: float, dpi: int, columns: int) -> Path:
+    """Image rows, each followed by one row per map title (maps alone, ``vmin=0, vmax=1``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    b = len(pictures)
+    cols = min(columns, b)
+    groups = -(-b // cols)
+    rows = groups * (1 + len(upsampled))
+    fig = Figure(figsize=(cols * cell_inches, rows * cell_inches), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for i in range(b):
+        g, c = divmod(i, cols)
+        top = g * (1 + len(upsampled))
+        axes[top, c].imshow(pictures[i])
+        for j, (title, (heat, _)) in enumerate(upsampled.items(), start=1):
+            axes[top + j, c].imshow(heat[i], cmap=cmap, vmin=0.0, vmax=1.0)
+    fig.suptitle("rows: image, then " + "; ".join(upsampled), fontsize=8)
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path

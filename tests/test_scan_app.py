@@ -1,0 +1,140 @@
+"""SCAN experiments end to end: every scan_* experiment's fast_dev_run, the Table 2 sweep (2 jobs),
+the staged SCAN* run, the iteration scheduler inside a fit, and the P x K batch check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONF, TINY_WORLD, compose, run_cli
+
+SCAN_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("scan_*.yaml"))
+
+# the conftest's TINY world and loader sizes, without RAM's model keys
+SCAN_TINY = [
+    "data=synthetic",
+    f"data.synthetic.ids={TINY_WORLD['ids']}",
+    f"data.synthetic.image_size={TINY_WORLD['image_size']}",
+    f"data.synthetic.images_per_id={TINY_WORLD['images_per_id']}",
+    "data.image_size=[64,64]",
+    "data.batch_size=8",
+    "data.num_instances=2",
+    "data.eval_batch_size=32",
+    "data.num_workers=0",
+    "backbone.width_mult=0.125",
+    "backbone.norm=bn",
+    "model.net.reduction=4",
+    "model.figures=2",
+    "trainer=cpu",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
+
+
+def _real_layout(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
+    keep = [o for o in SCAN_TINY if not o.startswith("data")]
+    loader = ["data.image_size=[64,64]", "data.batch_size=8", "data.num_instances=2", "data.num_workers=0",
+              "data.eval_batch_size=32"]
+    if name == "scan_veri":
+        return keep + loader + [f"data.root={veri_world}"]
+    if name == "scan_vehicleid":
+        from vreid_lightning.data.datasets import load_dataset
+
+        sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
+        return keep + loader + [f"data.root={vehicleid_world}", f"data.test_sizes=[{','.join(sizes)}]",
+                                "data.protocol_options.repeats=2"]
+    return SCAN_TINY
+
+
+def test_scan_experiments_exist():
+    assert {"scan_synthetic", "scan_synthetic_baseline", "scan_veri", "scan_vehicleid"} <= set(SCAN_EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", SCAN_EXPERIMENTS)
+def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
+    from vreid_lightning.run import run
+
+    cfg = compose([f"+experiment={name}", *_real_layout(name, veri_world, vehicleid_world),
+                   "trainer.fast_dev_run=true"], tmp_path)
+    assert cfg.model._target_ == "vreid_lightning.methods.scan.SCANModule"
+    assert cfg.backbone.name == "vgg_cnn_m_1024"  # sec. 4.1: light_vgg_m
+    results = run(cfg)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["test"] == results["test"]
+    for key in ("mAP", "rank1", "rank5", "rank10"):
+        assert 0.0 <= saved["test"][key] <= 1.0
+    attention = cfg.model.net.attention
+    assert saved["main_feature"] == ("scan" if attention else "plain")
+    figs = list(tmp_path.rglob("spatial_attention_fig5.png"))
+    assert len(figs) == (1 if attention else 0)
+    if "vehicleid" in name:
+        assert "rank1_std" in saved["test"]
+
+
+def test_paper_settings_compose(tmp_path: Path):
+    cfg = compose(["+experiment=scan_veri"], tmp_path)
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.001, 0.9, 0.0004)
+    assert (cfg.scheduler.step_size, cfg.scheduler.gamma) == (2000, 0.8)
+    assert cfg.data.batch_size == 64 and cfg.data.sampler == "pk" and cfg.data.batch_size % cfg.data.num_instances == 0
+    assert (cfg.model.loss.ce_weight, cfg.model.loss.triplet_weight, cfg.model.loss.margin) == (1.0, 1.0, 0.3)
+    assert cfg.model.evaluation.metric == "euclidean"
+    vid = compose(["+experiment=scan_vehicleid"], tmp_path)
+    assert list(vid.data.test_sizes) == [800, 1600, 2400] and vid.data.protocol_options.repeats == 10
+
+
+def test_table2_sweep_two_jobs(tmp_path: Path, veri_world: Path):
+    p = run_cli(["-m", "+experiment=scan_synthetic", "+sweep=scan_table2", *SCAN_TINY, "trainer.fast_dev_run=true",
+                 "hydra.sweeper.params.backbone=vgg_cnn_m_1024"], tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted((tmp_path / "outputs" / "scan_synthetic" / "multiruns").rglob("results.json"))
+    assert len(results) == 2
+    mains = sorted(json.loads(r.read_text())["main_feature"] for r in results)
+    assert mains == ["plain", "scan"]  # light_vgg_m and light_vgg_m+SCAN
+
+
+def test_iteration_scheduler_is_stepped_per_batch(tmp_path: Path, veri_world: Path):
+    import lightning as L
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = compose(["+experiment=scan_synthetic", *SCAN_TINY, "scheduler.step_size=1", "scheduler.gamma=0.5"], tmp_path)
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = instantiate(cfg.model, num_classes=dm.num_classes, backbone=OmegaConf.to_container(cfg.backbone),
+                        optimizer=OmegaConf.to_container(cfg.optimizer), scheduler=OmegaConf.to_container(cfg.scheduler),
+                        _recursive_=False, _convert_="all")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=dm)
+    steps = trainer.global_step
+    assert steps >= 3 and steps > trainer.current_epoch  # more iterations than epochs
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr * 0.5 ** steps)
+
+
+def test_pk_batch_that_does_not_divide_names_the_keys(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.errors import ConfigError
+    from vreid_lightning.run import run
+
+    over = [o for o in SCAN_TINY if not o.startswith(("data.batch_size", "data.num_instances"))]
+    cfg = compose(["+experiment=scan_synthetic", *over, "data.batch_size=6", "data.num_instances=4",
+                   "trainer.fast_dev_run=true"], tmp_path)
+    with pytest.raises(ConfigError, match=r"data.batch_size=6 must be a multiple of data.num_instances=4"):
+        run(cfg)
+
+
+def test_reduction_larger_than_channels_names_the_key(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.errors import USER_ERRORS, format_user_error
+    from vreid_lightning.run import run
+
+    over = [o for o in SCAN_TINY if not o.startswith("model.net.reduction")]
+    cfg = compose(["+experiment=scan_synthetic", *over, "model.net.reduction=128", "trainer.fast_dev_run=true"],
+                  tmp_path)
+    with pytest.raises(Exception) as info:  # Hydra wraps the constructor's ConfigError
+        run(cfg)
+    assert isinstance(info.value, USER_ERRORS)  # the CLI prints it as one line, exit code 2
+    line = format_user_error(info.value)
+    assert "model.net.reduction" in line and "64 channels, fewer than r=128" in line

@@ -1,0 +1,195 @@
+"""SCAN (Teng et al., PCM 2018) and its light VGG baselines as a LightningModule.
+
+``model.net.attention`` switches the SCAN module on (``light_vgg_m+SCAN``, ``light_vgg16+SCAN``) or off
+(the light baselines, sec. 4.1); the backbone picks VGG_CNN_M_1024 or VGG16. Training: cross-entropy +
+batch-hard triplet on P x K batches (sec. 4.1, Fig. 4); retrieval: the 512-d FC feature, Euclidean
+distance (sec. 3.3).
+
+Table 3's ``light_vgg16+SCAN*`` concatenates the features of two trained models (L2-normalised, then
+concatenated, :func:`vreid_lightning.evaluation.ensemble.concat_features`). The second model is the
+``partner``: a checkpoint path, or, in a staged run, the previous stage's model
+(``previous_stage: partner``). Its feature is extracted beside this model's and the feature study
+reports ``<own>``, ``<partner>`` and ``<own>+<partner>`` (e.g. ``scan+plain``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vreid_lightning.errors import ConfigError
+from vreid_lightning.evaluation.ensemble import concat_features
+from vreid_lightning.losses.scan import SCANLoss
+from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.models.backbones import build_backbone
+from vreid_lightning.models.light_vgg import LightVGGNet
+
+__all__ = ["SCANModule", "PREVIOUS_STAGE_CHOICES"]
+
+log = logging.getLogger(__name__)
+
+PREVIOUS_STAGE_CHOICES = ("partner", "init")
+
+
+class SCANModule(ReIDModule):
+    """light_vgg_m / light_vgg16, with or without SCAN.
+
+    Args:
+        num_classes: training identities.
+        backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: keyword arguments of :class:`~vreid_lightning.models.light_vgg.LightVGGNet`.
+        loss: keyword arguments of :class:`~vreid_lightning.losses.scan.SCANLoss`.
+        optimizer, scheduler: Hydra partial configs.
+        evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
+        figures: images in the Fig. 5 picture of the spatial attention maps (0: none).
+        partner: checkpoint of a trained SCANModule whose feature joins this one's (Table 3's SCAN*).
+        previous_stage: in a staged run, what the previous stage's checkpoint is for: ``"partner"``
+            (the SCAN* ensemble) or ``"init"`` (start from its weights where names and shapes match).
+        attribute_classes: passed by the runner to every method; SCAN uses no attributes.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: Mapping[str, Any],
+        net: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        evaluation: Mapping[str, Any] | None = None,
+        figures: int = 8,
+        partner: str | None = None,
+        previous_stage: str = "partner",
+        attribute_classes: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
+        self.save_hyperparameters()
+        if previous_stage not in PREVIOUS_STAGE_CHOICES:
+            raise ConfigError(f"model.previous_stage={previous_stage!r}; expected one of {list(PREVIOUS_STAGE_CHOICES)}")
+        self.net = LightVGGNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
+        self.criterion = SCANLoss(**dict(loss or {}))
+        self.num_figures = int(figures)
+        self.previous_stage = previous_stage
+        self._partner: list[LightVGGNet] = []  # a list: the partner is neither trained nor saved with this model
+        if partner:
+            self.set_partner(partner)
+
+    # ------------------------------------------------------------------ ReIDModule API
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        out = self.net(batch["image"])
+        total, parts = self.criterion(out.features[self.net.feature_name], out.logits, batch["pid"])
+        return total, parts, out.logits
+
+    def extract(self, images: Tensor) -> dict[str, Tensor]:
+        feats = dict(self.net(images).features)
+        if self._partner:
+            partner = self._partner[0].to(images.device).eval()
+            for name, f in partner(images).features.items():
+                feats[self._partner_name(name)] = f
+        return feats
+
+    @property
+    def main_feature(self) -> str:
+        return self.net.feature_name
+
+    def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
+        own = self.net.feature_name
+        combos = {own: feats[own]}
+        if study and self._partner:
+            other = self._partner_name(self._partner[0].feature_name)
+            combos[other] = feats[other]
+            combos[f"{own}+{other}"] = concat_features([feats[own], feats[other]], normalize="l2")
+        return combos
+
+    # ------------------------------------------------------------------ the SCAN* partner
+    def _partner_name(self, name: str) -> str:
+        return name if name != self.net.feature_name else f"partner_{name}"
+
+    def set_partner(self, ckpt_path: str | Path) -> None:
+        """Load a trained SCANModule checkpoint as the frozen partner of the SCAN* ensemble."""
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"model.partner: checkpoint {path} does not exist")
+        other = type(self).load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        net = other.net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self._partner = [net]
+        log.info("SCAN* partner: %s (feature %r)", path, net.feature_name)
+
+    def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
+        """Staged runs: the previous stage's model becomes the partner, or initialises this one."""
+        if self.previous_stage == "partner":
+            self.set_partner(ckpt_path)
+            return {"loaded": [], "new": ["partner"]}
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"init_from: checkpoint {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = {k[len("net."):]: v for k, v in state.get("state_dict", state).items() if k.startswith("net.")}
+        own = self.net.state_dict()
+        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(take, strict=False)
+        return {"loaded": sorted(take), "new": sorted(set(own) - set(take))}
+
+    # ------------------------------------------------------------------ checks
+    def setup(self, stage: str) -> None:
+        """Batch-hard triplet mining needs P x K batches: check the DataModule's sampler once."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or stage != "fit":
+            return
+        sampler, bs, k = getattr(dm, "sampler_name", None), getattr(dm, "batch_size", None), getattr(dm, "num_instances", None)
+        if sampler == "pk" and bs is not None and k is not None and (k < 2 or bs % k):
+            raise ConfigError(f"data.batch_size={bs} must be a multiple of data.num_instances={k} >= 2 "
+                              f"(P x K batches for the triplet loss)")
+        if sampler is not None and sampler != "pk" and self.criterion.triplet_weight > 0:
+            log.warning("data.sampler=%s: the batch-hard triplet loss finds few positives without P x K "
+                        "batches (data.sampler=pk)", sampler)
+
+    # ------------------------------------------------------------------ figures
+    @torch.no_grad()
+    def spatial_maps(self, x: Tensor) -> Tensor:
+        """SAB weights ``(B, h, w)`` of images ``x`` (network input), in eval mode."""
+        if self.net.attention is None or self.net.attention.spatial is None:
+            raise ValueError("spatial_maps: this model has no spatial attention branch")
+        was_training = self.training
+        self.eval()
+        try:
+            return self.net(x.to(self.device)).spatial[:, 0].cpu()
+        finally:
+            self.train(was_training)
+
+    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
+        """SCAN Fig. 5: odd rows the query images, even rows their spatial attention weights."""
+        if self.num_figures <= 0 or self.net.attention is None or self.net.attention.spatial is None:
+            return []
+        from vreid_lightning.viz.response_maps import save_response_grid
+
+        x, shown = _figure_batch(dm, self.num_figures)
+        maps = self.spatial_maps(x)
+        lo, hi = float(maps.min()), float(maps.max())
+        flat = maps.flatten(1)
+        scaled = (maps - flat.min(1).values[:, None, None]) / (flat.max(1).values - flat.min(1).values).clamp(
+            min=1e-12)[:, None, None]
+        title = f"spatial attention (SAB weights {lo:.3f}-{hi:.3f}, min-max per image)"
+        return [save_response_grid(shown, {title: scaled}, Path(out) / "spatial_attention_fig5.png",
+                                   layout="interleaved")]
+
+
+def _figure_batch(dm: Any, n: int) -> tuple[Tensor, Tensor]:
+    """``n`` query images of distinct identities: network input and [0, 1] RGB for display."""
+    from vreid_lightning.data.datamodule import ImageDataset
+    from vreid_lightning.data.transforms import build_test_transform, denormalize
+
+    split = dm.eval_set.split
+    rows = dm.eval_set.groups.get("query", np.arange(len(split)))
+    _, first = np.unique(split.pids[rows], return_index=True)
+    pick = rows[np.sort(first)[:n]]
+    ds = ImageDataset(split, build_test_transform(dm.image_size))
+    x = torch.stack([ds[int(i)]["image"] for i in pick])
+    return x, denormalize(x, clamp=True)
