@@ -8,7 +8,8 @@ leaderboard sums the stages' training. Times are wall-clock on rank 0:
 - ``train_time_s``: the fit without its validation loops (data loading and optimizer steps included);
   ``train_images``: the training images it processed (all ranks: batch size x world size).
 - ``infer_time_s`` / ``infer_images``: the test loop's feature extraction (from the first test batch's
-  start to the last one's end; the ranking metrics after it are not counted).
+  start to the last one's end on rank 0; the ranking metrics after it are not counted) and the images
+  all ranks extracted (flip averaging, when on, doubles the forward passes, not the images).
 - ``params``: the module's parameters (identity classifiers included); ``params_trainable``;
   ``feature_dim``: the width of the method's main retrieval feature (the concatenation it reports).
 """
@@ -81,8 +82,12 @@ class EfficiencyMeter(L.Callback):
         if self._test_t0 is None or self._test_last is None:
             return
         seconds = self._test_last - self._test_t0
-        self._write(trainer, pl_module, {"kind": "test", "infer_time_s": seconds, "infer_images": self._test_images,
-                                         "infer_images_per_s": self._test_images / seconds if seconds > 0 else None})
+        # the images every rank extracted together: the evaluated set when the module kept it (shards are
+        # unpadded and may differ by one), else rank 0's count times the world size
+        last = getattr(pl_module, "last_test_eval", None)
+        images = len(last["eval_set"].split) if isinstance(last, dict) and "eval_set" in last else self._test_images
+        self._write(trainer, pl_module, {"kind": "test", "infer_time_s": seconds, "infer_images": images,
+                                         "infer_images_per_s": images / seconds if seconds > 0 else None})
 
     # ---------------------------------------------------------------- output
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, entry: dict[str, Any]) -> None:
