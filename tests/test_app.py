@@ -116,7 +116,7 @@ def test_resume_from_last_checkpoint(tmp_path: Path, veri_world: Path):
     (metrics_csv,) = (tmp_path / "resumed" / "csv").rglob("metrics.csv")
     header, *lines = metrics_csv.read_text().splitlines()
     rows = [dict(zip(header.split(","), ln.split(","))) for ln in lines]
-    val_epochs = {r["epoch"] for r in rows if r.get("val/mAP")}
+    val_epochs = {r["epoch"] for r in rows if r.get("val_on_test/mAP")}  # monitoring: no held-out split
     assert val_epochs == {"1"}  # epoch 0 came from the checkpoint; only epoch 1 ran
     assert 0.0 <= res["test"]["mAP"] <= 1.0
 
@@ -165,13 +165,16 @@ def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(ckpt)
 
+    from vreid_lightning.callbacks import ResultsWriter
+
     def evaluate(devices: int, strategy: str) -> dict:
         m = type(model).load_from_checkpoint(ckpt, weights_only=False)
-        m.results_path = str(tmp_path / f"eval_{devices}.json")
         t = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False)
+                      enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False,
+                      callbacks=[ResultsWriter(rank_list=False, figures=False)],
+                      default_root_dir=str(tmp_path / f"eval_{devices}"))
         t.test(m, datamodule=dm)
-        return json.loads(Path(m.results_path).read_text())
+        return json.loads((tmp_path / f"eval_{devices}" / "test_results.json").read_text())
 
     import torch
 

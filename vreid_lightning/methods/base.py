@@ -14,7 +14,6 @@ A method subclass supplies the network, the training loss and the named retrieva
 from __future__ import annotations
 
 import abc
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchmetrics
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -31,11 +29,12 @@ from torch import Tensor
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.protocols import image_protocol, vehicleid_protocol
 
-__all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "METRIC_KEYS"]
+__all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "METRIC_KEYS", "MONITOR_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+MONITOR_PREFIX = "val_on_test"  # validation on the test protocol's images: logged, never used to select
 DEFAULT_EVAL: dict[str, Any] = {
     "flip": True,          # average the features of the image and its horizontal flip
     "metric": "cosine",    # cosine | euclidean
@@ -105,7 +104,8 @@ class ReIDModule(L.LightningModule, abc.ABC):
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=max(num_classes, 2))
         self.eval_results: dict[str, dict[str, Any]] = {}
         self._feature_layout: list[tuple[str, int]] | None = None
-        self.results_path: str | None = None  # where test results are written (set by the runner)
+        self.results_path: str | None = None  # where test results go (set by the ResultsWriter callback)
+        self.last_test_eval: dict[str, Any] | None = None  # the main feature and eval set of the last test
         self.postprocess_cfg: Any = None  # test-time post-processing steps, cfg.postprocess (set by the runner)
 
     # ------------------------------------------------------------------ subclass API
@@ -131,17 +131,57 @@ class ReIDModule(L.LightningModule, abc.ABC):
         """Parameter groups for the optimizer (override for per-part learning rates)."""
         return self.parameters()
 
+    # ------------------------------------------------------------------ optional hooks (no-op defaults)
+    def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
+        """Start this stage from the previous stage's checkpoint (staged runs, ``init_from``).
+
+        Default: copy every tensor whose name and shape match; tensors that differ (a new classifier)
+        keep their fresh initialisation. Returns ``{"loaded": keys, "new": keys}``.
+        """
+        from vreid_lightning.callbacks.checkpoint import read_checkpoint
+
+        state = read_checkpoint(ckpt_path, "init_from")["state_dict"]
+        own = self.state_dict()
+        take = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        if not take:
+            raise ConfigError(f"init_from: no tensor of {ckpt_path} matches this {type(self).__name__}")
+        self.load_state_dict({**own, **take}, strict=True)
+        return {"loaded": list(take), "new": [k for k in own if k not in take]}
+
+    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
+        """Draw this model's pictures into ``out`` after its test (called by the results writer)."""
+        return []
+
+    @classmethod
+    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: dict[str, str | None]) -> Path | None:
+        """A run-level picture across the stages of a staged run (RAM Fig. 3), drawn after the last one."""
+        return None
+
+    def extra_metrics(self, feats: dict[str, Tensor], eval_set: Any) -> dict[str, float]:
+        """Method-specific scalar metrics of one evaluation, reported beside the ranking metrics (logged as
+        ``<stage>/<name>``, kept under ``metrics["extra"]``); ``feats`` are the gathered named features,
+        row-aligned with ``eval_set.split``. Default: none (RNN-HA: its model-level accuracy)."""
+        return {}
+
     # ------------------------------------------------------------------ helpers
     def _feature_names(self) -> list[str]:
         assert self._feature_layout is not None, "features have not been extracted yet"
         return [n for n, _ in self._feature_layout]
 
     def _concat(self, parts: list[Tensor]) -> Tensor:
-        if self.eval_cfg["normalize"] == "l2":
-            parts = [F.normalize(p, dim=1) for p in parts]
-        elif self.eval_cfg["normalize"] != "none":
-            raise ValueError(f"evaluation.normalize={self.eval_cfg['normalize']!r}; expected 'l2' or 'none'")
-        return torch.cat(parts, dim=1)
+        from vreid_lightning.evaluation.ensemble import concat_features  # the one normalise-and-concatenate
+
+        return concat_features(parts, normalize=self.eval_cfg["normalize"])
+
+    def metric_prefix(self, stage: str) -> str:
+        """Logged metric names: ``val/...`` on a held-out validation split, ``test/...`` for the test;
+        validation on the test protocol's images (no held-out split) is monitoring only and logged as
+        ``val_on_test/...`` (:data:`MONITOR_PREFIX`), which no checkpoint selection reads."""
+        from vreid_lightning.callbacks.checkpoint import has_held_out_split
+
+        if stage == "val" and not has_held_out_split(self.trainer.datamodule):
+            return MONITOR_PREFIX
+        return stage
 
     @torch.no_grad()
     def extract_eval_features(self, images: Tensor) -> dict[str, Tensor]:
@@ -234,19 +274,20 @@ class ReIDModule(L.LightningModule, abc.ABC):
             if plain is not None:
                 results[self.main_feature] = main
                 results[f"{self.main_feature} (before postprocess)"] = plain
+        extra = {k: float(v) for k, v in self.extra_metrics(feats, eval_set).items()}
+        if extra:
+            main = {**main, "extra": extra}
+        prefix = self.metric_prefix(stage)
         for key in METRIC_KEYS:
-            self.log(f"{stage}/{key}", float(main[key]), sync_dist=False, rank_zero_only=False)
+            self.log(f"{prefix}/{key}", float(main[key]), sync_dist=False, rank_zero_only=False)
+        for key, value in extra.items():
+            self.log(f"{prefix}/{key}", value, sync_dist=False, rank_zero_only=False)
         for size, metrics in main.get("sizes", {}).items():
             for key in ("mAP", "rank1", "rank5"):
-                self.log(f"{stage}/{size}/{key}", float(metrics[key]))
+                self.log(f"{prefix}/{size}/{key}", float(metrics[key]))
         self.eval_results[stage] = {"main": self.main_feature, "metrics": main, "features": results}
-        if stage == "test" and self.results_path and self.trainer.is_global_zero:
-            # a file, so results survive spawned DDP workers (ddp_spawn) and reach the launcher
-            Path(self.results_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.results_path).write_text(json.dumps(as_float_dict(self.eval_results[stage]), indent=2))
-            if self.eval_cfg["rank_list"] > 0 and eval_set.protocol == "image":
-                save_test_rank_list(combos[self.main_feature], eval_set, self.eval_cfg["metric"],
-                                    int(self.eval_cfg["rank_list"]), Path(self.results_path).with_name("rank_list.png"))
+        if stage == "test":  # the results writer (vreid_lightning.callbacks.ResultsWriter) draws the rank list
+            self.last_test_eval = {"features": combos[self.main_feature], "eval_set": eval_set}
 
 
 def save_test_rank_list(feats: Tensor, eval_set: Any, metric: str, num_queries: int, path: Path) -> Path:

@@ -1,0 +1,189 @@
+"""Checkpoints that do not depend on validation, and honest model selection.
+
+- :class:`LastCheckpoint` writes ``last.ckpt`` at every epoch boundary (and at the end of fit),
+  atomically (written beside, fsynced, then renamed: a kill never leaves a half-written file), with
+  the global RNG states, so a resumed run continues with the same data order, augmentation and dropout
+  randomness as an uninterrupted one.
+- :class:`BestCheckpoint` keeps the best ``val/mAP`` checkpoint, but only when the DataModule has a
+  held-out validation split (``data.val_ids > 0``): without one nothing is selected and the tested
+  model is the last epoch's.
+- :class:`FinalEpochValidation` validates at the final epoch when ``max_epochs`` is not a multiple of
+  ``check_val_every_n_epoch`` (Lightning would skip it).
+- :func:`read_checkpoint`: one clear error naming the file for anything that is not a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from vreid_lightning.errors import ConfigError
+
+__all__ = ["LastCheckpoint", "BestCheckpoint", "FinalEpochValidation", "read_checkpoint", "has_held_out_split",
+           "atomic_torch_save", "output_dir"]
+
+
+def output_dir(callback: Any, trainer: L.Trainer) -> Path:
+    """Where a callback writes: its ``output_dir`` (the stage directory of a staged run, set by the runner
+    on every callback that has the attribute), else the trainer's ``default_root_dir``."""
+    return Path(getattr(callback, "output_dir", None) or trainer.default_root_dir)
+
+
+def has_held_out_split(datamodule: Any) -> bool:
+    """Whether validation runs on held-out training identities (not on the test protocol's images)."""
+    val, test = getattr(datamodule, "val_set", None), getattr(datamodule, "eval_set", None)
+    return val is not None and val is not test
+
+
+def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a Lightning checkpoint on CPU; anything else raises one :class:`ConfigError` naming the file.
+
+    Args:
+        path: the file.
+        key: the config key the path came from (named in the message).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{key}: checkpoint {p} does not exist")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
+        reason = " ".join(str(e).split())[:160]
+        raise ConfigError(f"{key}: {p} is not a readable checkpoint (corrupt, half-written or another file "
+                          f"type: {type(e).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{key}: {p} is not a Lightning checkpoint (no 'state_dict' in it)")
+    return ckpt
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_trainer_save(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
+    """``trainer.save_checkpoint`` (collective under DDP) made atomic: rank 0 renames a finished file."""
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp, weights_only=weights_only)
+    if trainer.is_global_zero:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    trainer.strategy.barrier("atomic_checkpoint")
+
+
+class LastCheckpoint(L.Callback):
+    """``<dirpath>/last.ckpt`` at every epoch boundary and at the end of fit, independent of validation.
+
+    The file is written when the next epoch starts (after the previous epoch's validation and
+    learning-rate step) and again when fit ends, so it always holds the last completed epoch. It carries
+    the global RNG states (torch, numpy, python, CUDA); resuming from it restores them at the same point,
+    which makes the resumed run's metrics equal an uninterrupted run's on CPU.
+
+    Args:
+        dirpath: the checkpoint folder; default ``<trainer.default_root_dir>/checkpoints``.
+        filename: the file name.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt") -> None:
+        self.dirpath = dirpath
+        self.filename = filename
+        self.output_dir: str | None = None
+        self._pending_rng: dict[str, Any] | None = None
+        self.last_path: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = str(Path(output_dir(self, trainer)) / "checkpoints")
+
+    @property
+    def path(self) -> Path:
+        assert self.dirpath is not None, "LastCheckpoint.setup has not run"
+        return Path(self.dirpath) / self.filename
+
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_trainer_save(trainer, self.path)
+        self.last_path = str(self.path)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending_rng is not None:  # resumed: continue the random streams where they stopped
+            _set_rng_states(self._pending_rng)
+            self._pending_rng = None
+            return
+        if trainer.current_epoch > 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("rng_states")
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The best ``val/mAP`` checkpoint on a held-out validation split; inactive without one.
+
+    Without held-out identities validation runs on the test protocol's images: choosing a checkpoint
+    there would select on test data, so this callback then saves nothing and the last epoch is tested.
+    Writes are atomic like :class:`LastCheckpoint`'s.
+    """
+
+    def __init__(self, monitor: str = "val/mAP", mode: str = "max",
+                 filename: str = "best-epoch{epoch:03d}-mAP{val/mAP:.4f}", **kwargs: Any) -> None:
+        kwargs.setdefault("auto_insert_metric_name", False)
+        kwargs.setdefault("save_top_k", 1)
+        kwargs.setdefault("save_last", False)
+        super().__init__(monitor=monitor, mode=mode, filename=filename, **kwargs)
+        self.active = True
+        self.output_dir: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.active = has_held_out_split(trainer.datamodule)
+        if self.dirpath is None:
+            self.dirpath = str(Path(output_dir(self, trainer)) / "checkpoints")
+        super().setup(trainer, pl_module, stage)
+
+    def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
+        return not self.active or super()._should_skip_saving_checkpoint(trainer)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        _atomic_trainer_save(trainer, Path(filepath), self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
+
+class FinalEpochValidation(L.Callback):
+    """Validate at the final epoch even when ``max_epochs`` is not a multiple of the validation interval."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        every = trainer.check_val_every_n_epoch
+        if trainer.max_epochs is None or trainer.max_epochs < 0 or not every:
+            return
+        if trainer.current_epoch == trainer.max_epochs - 1 and trainer.max_epochs % every != 0:
+            trainer.check_val_every_n_epoch = 1

@@ -1,0 +1,172 @@
+"""One model's fit -> select -> test, with its checkpoints kept honest and small.
+
+``fit_and_test`` trains (unless ``train=false``), tests the selected checkpoint (the last epoch's
+without a held-out split, the best ``val/mAP`` on held-out identities with ``data.val_ids > 0``),
+uploads the figures, and then keeps one checkpoint in the folder: the tested one (optionally
+without optimizer state, ``checkpoint.save_optimizer=false``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vreid_lightning.callbacks.checkpoint import (BestCheckpoint, LastCheckpoint, atomic_torch_save,
+                                                  has_held_out_split, read_checkpoint)
+from vreid_lightning.callbacks.results import TEST_RESULTS
+from vreid_lightning.runner.instantiate import instantiate_callbacks, instantiate_loggers
+
+__all__ = ["make_trainer", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
+
+log = logging.getLogger(__name__)
+
+SELECT_LAST = "last epoch (no held-out validation split: nothing is selected on test images)"
+SELECT_BEST = "best val/mAP on the held-out validation identities (data.val_ids)"
+SELECT_GIVEN = "the checkpoint given as ckpt_path (train=false)"
+
+
+def stage_dir(out: Path, stage: str | None) -> Path:
+    return out if stage is None else out / "stages" / stage
+
+
+def make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[str, Any] | None = None) -> L.Trainer:
+    """The Lightning trainer of one run or stage: ``cfg.trainer`` + ``cfg.callbacks`` + ``cfg.logger``.
+
+    Every callback with an ``output_dir`` attribute writes into the stage's directory.
+    """
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    tcfg.update(overrides or {})
+    if tcfg.get("enable_progress_bar") is None:
+        tcfg["enable_progress_bar"] = sys.stderr.isatty()
+    loggers = instantiate_loggers(cfg, out, stage)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    for cb in callbacks:
+        if hasattr(cb, "output_dir"):
+            cb.output_dir = str(stage_dir(out, stage))
+    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+
+
+def _accepts(target: str, name: str) -> bool:
+    """Whether the class ``target`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    params = inspect.signature(get_class(target).__init__).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def build_model(cfg: DictConfig, dm: Any, stage: str | None, stage_sets_model_stage: bool = False) -> L.LightningModule:
+    """Instantiate ``cfg.model`` with the data-dependent arguments.
+
+    In a staged run the stage's name is passed as ``stage`` (RAM: the step picks the branches) when the
+    module takes a ``stage`` argument and the stage's own ``model`` override does not set it.
+    """
+    extra: dict[str, Any] = {
+        "num_classes": dm.num_classes,
+        "attribute_classes": dict(dm.attribute_classes),
+        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True) or None,
+    }
+    if stage is not None and not stage_sets_model_stage and _accepts(cfg.model._target_, "stage"):
+        extra["stage"] = stage
+    # plain containers (not DictConfig) in hparams, so checkpoints load with weights_only=True
+    return instantiate(cfg.model, **extra, _recursive_=False, _convert_="all")
+
+
+def _selected(trainer: L.Trainer, train: bool, ckpt_path: str | None, sdir: Path) -> tuple[str | None, str]:
+    if not train:
+        return ckpt_path, SELECT_GIVEN
+    best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    if best is not None and best.active and best.best_model_path:
+        return best.best_model_path, SELECT_BEST
+    last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+    if last is None:
+        return None, SELECT_LAST
+    # under ddp_spawn the callback ran in the workers: the file is where it always is
+    fallback = Path(last.dirpath or sdir / "checkpoints") / last.filename
+    return last.last_path or (str(fallback) if fallback.is_file() else None), SELECT_LAST
+
+
+def _record(path: str | None, rule: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {"path": path, "rule": rule}
+    if path:
+        ckpt = read_checkpoint(path, "checkpoint")
+        rec.update(epoch=int(ckpt.get("epoch", -1)), global_step=int(ckpt.get("global_step", -1)))
+    return rec
+
+
+def _keep_only(ckpt_dir: Path, tested: str | None, save_optimizer: bool) -> None:
+    """A finished run or stage keeps one checkpoint, the tested one (without optimizer state if asked)."""
+    if not ckpt_dir.is_dir() or not tested:
+        return
+    keep = Path(tested).resolve()
+    if keep.parent != ckpt_dir.resolve():
+        return  # tested a checkpoint from elsewhere (ckpt_path with train=false): touch nothing
+    for f in ckpt_dir.iterdir():
+        if f.is_file() and f.resolve() != keep and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.tmp")):
+            f.unlink()
+    if not save_optimizer:
+        ckpt = read_checkpoint(keep, "checkpoint")
+        if ckpt.pop("optimizer_states", None) is not None or ckpt.pop("lr_schedulers", None) is not None:
+            ckpt.pop("lr_schedulers", None)
+            atomic_torch_save(ckpt, keep)
+
+
+def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, stage: str | None,
+                 ckpt_path: str | None,
+                 extra_figures: Callable[[str | None], list[Path]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit (unless ``train=false``), test the selected checkpoint, upload the figures to wandb.
+
+    ``extra_figures(tested_ckpt)`` draws run-level pictures (RAM's Fig. 3 across steps) before the
+    upload, so they reach wandb as media too. Returns ``(test results, tested-checkpoint record)``
+    on rank 0 (``({}, record)`` elsewhere).
+    """
+    trainer = make_trainer(cfg, out, stage)
+    sdir = stage_dir(out, stage)
+    model.postprocess_cfg = OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None
+    train = bool(cfg.get("train", True))
+    if ckpt_path:
+        read_checkpoint(ckpt_path, "ckpt_path")  # one clear error for a file that is not a checkpoint
+    if train:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)  # RNG states are numpy objects
+    tested, rule = _selected(trainer, train, ckpt_path, sdir)
+    if rule == SELECT_LAST and has_held_out_split(dm):
+        rule = "last epoch (held-out validation split given, but no val/mAP checkpoint was saved)"
+    results: dict[str, Any] = {}
+    try:
+        if cfg.get("test", True):
+            if tested:
+                trainer.test(model, datamodule=dm, ckpt_path=tested, weights_only=False)
+            else:
+                trainer.test(model, datamodule=dm)
+        if trainer.is_global_zero:
+            # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
+            rfile = sdir / TEST_RESULTS
+            results = json.loads(rfile.read_text()) if rfile.is_file() else {}
+            extra: list[Path] = []
+            try:  # a picture never costs the results
+                if extra_figures is not None:
+                    extra = extra_figures(tested)
+            except (OSError, ValueError, RuntimeError) as e:
+                log.warning("figures of %s were not drawn: %s", stage or "the run", e)
+            for lg in trainer.loggers:
+                if "wandb" in type(lg).__name__.lower():
+                    from vreid_lightning.wandb_utils import log_run_media
+
+                    log_run_media(lg, sdir, recursive=stage is not None, extra=extra)
+    finally:
+        if trainer.is_global_zero:
+            from vreid_lightning.wandb_utils import finish_wandb
+
+            finish_wandb()  # one wandb run per stage: the next stage's logger starts its own
+    record = _record(tested, rule) if trainer.is_global_zero else {"path": tested, "rule": rule}
+    if trainer.is_global_zero and train:
+        _keep_only(sdir / "checkpoints", tested, bool(cfg.get("checkpoint", {}).get("save_optimizer", True)))
+    trainer.strategy.barrier("checkpoints_pruned")
+    return results, record
