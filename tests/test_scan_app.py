@@ -138,3 +138,19 @@ def test_reduction_larger_than_channels_names_the_key(tmp_path: Path, veri_world
     assert isinstance(info.value, USER_ERRORS)  # the CLI prints it as one line, exit code 2
     line = format_user_error(info.value)
     assert "model.net.reduction" in line and "64 channels, fewer than r=128" in line
+
+
+def test_staged_scan_star_run(tmp_path: Path, veri_world: Path):
+    """The Table 3 job: light network, then light + SCAN with the first as its SCAN* partner."""
+    from vreid_lightning.run import run
+
+    short = [f"++stages.{s}.trainer={{max_epochs:1,check_val_every_n_epoch:1}}" for s in ("plain", "scan")]
+    cfg = compose(["+experiment=scan_synthetic", "+sweep=scan_table3", *SCAN_TINY, *short], tmp_path)
+    assert list(cfg.stages) == ["plain", "scan"]
+    saved = run(cfg)
+    assert list(saved["stages"]) == ["plain", "scan"]
+    assert set(saved["stage_features"]["plain"]) == {"plain"}
+    assert set(saved["features"]) == {"scan", "plain", "scan+plain"}  # SCAN* = features["scan+plain"]
+    # the partner is the plain stage's tested model: its feature evaluates to the plain stage's numbers
+    assert saved["features"]["plain"] == pytest.approx(saved["stages"]["plain"])
+    assert saved["test"] == saved["features"]["scan"]

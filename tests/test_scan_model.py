@@ -210,6 +210,12 @@ def test_partner_features_and_scan_star_combination(tmp_path):
     assert sum(p.numel() for p in scan.parameters()) == sum(p.numel() for p in _tiny_module(True, 1).parameters())
     with pytest.raises(ConfigError, match="model.partner"):
         scan.set_partner(tmp_path / "missing.ckpt")
+    # a bare state dict (a staged run's final.ckpt): the partner's switches are read off its keys
+    bare = tmp_path / "final.ckpt"
+    torch.save({"state_dict": plain.state_dict()}, bare)
+    scan.set_partner(bare)
+    with torch.no_grad():
+        assert torch.allclose(scan.extract(x)["plain"], plain.extract(x)["plain"])
 
 
 def test_previous_stage_init_copies_matching_weights(tmp_path):

@@ -111,27 +111,43 @@ class SCANModule(ReIDModule):
         return name if name != self.net.feature_name else f"partner_{name}"
 
     def set_partner(self, ckpt_path: str | Path) -> None:
-        """Load a trained SCANModule checkpoint as the frozen partner of the SCAN* ensemble."""
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"model.partner: checkpoint {path} does not exist")
-        other = type(self).load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        """Load a trained SCANModule checkpoint as the frozen partner of the SCAN* ensemble.
+
+        A Lightning checkpoint rebuilds the partner from its own hyper-parameters; a bare state dict (a
+        staged run's ``final.ckpt`` when nothing was checkpointed) from this model's, with the attention
+        switches read off the state dict's keys, loaded strictly.
+        """
+        from vreid_lightning.callbacks.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(ckpt_path, "model.partner")
+        state = ckpt["state_dict"]
+        hp = dict(ckpt.get("hyper_parameters") or self.hparams)
+        if "hyper_parameters" not in ckpt:
+            net = dict(hp.get("net") or {})
+            spatial = any(k.startswith("net.attention.spatial.") for k in state)
+            channel = any(k.startswith("net.attention.channel.") for k in state)
+            net["attention"] = spatial or channel
+            if spatial or channel:
+                net["branches"] = "both" if spatial and channel else ("spatial" if spatial else "channel")
+            hp["net"] = net
+        hp.update(partner=None, backbone={**dict(hp["backbone"]), "pretrained": False, "weights": None})
+        other = type(self)(**hp)
+        other.load_state_dict(state, strict=True)
         net = other.net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
         self._partner = [net]
-        log.info("SCAN* partner: %s (feature %r)", path, net.feature_name)
+        log.info("SCAN* partner: %s (feature %r)", ckpt_path, net.feature_name)
 
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
         """Staged runs: the previous stage's model becomes the partner, or initialises this one."""
         if self.previous_stage == "partner":
             self.set_partner(ckpt_path)
             return {"loaded": [], "new": ["partner"]}
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"init_from: checkpoint {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state = {k[len("net."):]: v for k, v in state.get("state_dict", state).items() if k.startswith("net.")}
+        from vreid_lightning.callbacks.checkpoint import read_checkpoint
+
+        state = read_checkpoint(ckpt_path, "init_from")["state_dict"]
+        state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
         own = self.net.state_dict()
         take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         self.net.load_state_dict(take, strict=False)
