@@ -45,7 +45,7 @@ def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, suc
                    failures: int) -> np.ndarray:
     """Query rows for a rank-list figure: first ``successes`` queries whose rank-1 is a true match, then
     ``failures`` whose rank-1 is a false positive (RNN-HA Fig. 4: eight successes above four failures),
-    each of a distinct identity, in query order. Fewer are returned when fewer exist.
+    each of a distinct identity (over both groups), in query order. Fewer are returned when fewer exist.
 
     Args:
         ranked: ``(Q, k)`` gallery indices per query (-1: none), as from :func:`top_k_valid`.
@@ -58,14 +58,16 @@ def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, suc
     right = (top >= 0) & (g_ids[np.maximum(top, 0)] == q_ids)
     wrong = (top >= 0) & ~right
     picked: list[int] = []
+    seen: set[int] = set()  # one query per identity over the whole figure
     for mask, n in ((right, successes), (wrong, failures)):
-        seen: set[int] = set()
+        taken = 0
         for i in np.flatnonzero(mask):
-            if len(seen) >= n:
+            if taken >= n:
                 break
             if int(q_ids[i]) not in seen:
                 seen.add(int(q_ids[i]))
                 picked.append(int(i))
+                taken += 1
     return np.asarray(picked, dtype=np.int64)
 
 
