@@ -119,5 +119,25 @@ def test_identity_from_config_alone() -> None:
     assert ident["splits"] is None
 
 
+def test_fast_dev_run_results_json_holds_provenance(tmp_path: Path, veri_world: Path) -> None:
+    """A fast_dev_run's results.json carries the provenance block with the run's data identity."""
+    import torch
+    from conftest import TINY, TINY_WORLD, compose
+
+    from vreid_lightning.run import run
+    from vreid_lightning.synth import GENERATOR_VERSION
+
+    run(compose(["+experiment=baseline_synthetic", *TINY, "trainer.fast_dev_run=true"], tmp_path))
+    prov = json.loads((tmp_path / "results.json").read_text())["provenance"]
+    assert set(prov) == TOP_KEYS
+    assert prov["versions"]["torch"] == torch.__version__ and prov["host"]["accelerator"] == "cpu"
+    assert prov["host"]["device"] == "cpu"
+    data = prov["dataset"]
+    assert data["dataset"] == "veri" and data["root"] == str(veri_world)
+    assert data["synthetic"]["generator_version"] == GENERATOR_VERSION and data["synthetic"]["params"] == TINY_WORLD
+    assert data["splits"]["train"]["images"] > 0 and data["splits"]["query"]["ids"] > 0
+    assert prov["git"]["commit"] is None or len(prov["git"]["commit"]) == 40
+
+
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
