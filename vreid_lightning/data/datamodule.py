@@ -22,11 +22,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.data.datasets import load_dataset, merge_datasets
+from vreid_lightning.data.datasets.merge import SOURCE_SPLITS, VEHICLENET_OPTIONS
+from vreid_lightning.data.datasets.registry import canonical_name
 from vreid_lightning.data.datasets.base import MISSING, DatasetFormatError, ReIDDataset, Split
 from vreid_lightning.data.samplers import build_sampler
 from vreid_lightning.data.transforms import build_test_transform, build_train_transform
 
-__all__ = ["EvalSet", "ImageDataset", "ReIDDataModule", "ShardSampler", "remap_labels"]
+__all__ = ["EvalSet", "ImageDataset", "ReIDDataModule", "ShardSampler", "remap_labels", "format_source_table",
+           "SOURCE_KEYS"]
+
+SOURCE_KEYS = ("dataset", "root", "synthetic", "options")  # the keys of one data.extra_sources entry
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +192,20 @@ def _hold_out_validation(train: Split, num_ids: int, seed: int, options: dict[st
     return rest, EvalSet(val, "vehicleid", {"val": np.arange(len(val))}, options)
 
 
+def _real(root: str | Path) -> str:
+    return str(Path(root).expanduser().resolve())
+
+
+def format_source_table(summary: list[dict[str, Any]]) -> str:
+    """The per-source summary printed before training: images, identities and class range per source."""
+    rows = [(f"{i}: {s['name']}", s.get("splits", "train"), s["images"], s["ids"], s["id_offset"], s["root"])
+            for i, s in enumerate(summary)]
+    lines = [f"{'source':<16}{'splits':>7}{'images':>9}{'ids':>8}{'classes from':>14}  root"]
+    lines += [f"{a:<16}{b:>7}{c:>9}{d:>8}{e:>14}  {f}" for a, b, c, d, e, f in rows]
+    lines.append(f"{'total':<16}{'':>7}{sum(s['images'] for s in summary):>9}{sum(s['ids'] for s in summary):>8}")
+    return "\n".join(lines)
+
+
 def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "image": torch.stack([it["image"] for it in items]),
@@ -209,8 +228,14 @@ class ReIDDataModule(L.LightningDataModule):
         synthetic: generator parameters: the VeRi-layout (or other) synthetic world is generated
             into ``cache_dir`` on first use and reused afterwards.
         cache_dir: where synthetic worlds are cached.
-        extra_sources: list of ``{dataset, root, options}``: extra training data merged with
-            disjoint label spaces (VehicleNet); their test splits are never used.
+        extra_sources: list of ``{dataset, root | synthetic, options}``: extra training sources merged
+            with disjoint label spaces (VehicleNet, sec. III-A). ``synthetic`` generates the source as a
+            synthetic world (like ``synthetic`` for the target); ``options`` override the parser's
+            VehicleNet defaults (``merge.VEHICLENET_OPTIONS``). Every source is loaded, and refused with
+            its name and path when missing or broken, before any training; a root given twice (target
+            and source, or two sources) is refused. The target contributes its training split only.
+        source_splits: what a source contributes: ``all`` (every labelled image, VehicleNet Table II's
+            counts) or ``train`` (its training split).
         attributes: attribute columns to train on (None: every attribute of the training split).
         image_size: (height, width) fed to the network.
         batch_size: training batch size (P x K for the PK sampler).
@@ -234,6 +259,7 @@ class ReIDDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         cache_dir: str = ".cache",
         extra_sources: list[dict[str, Any]] | None = None,
+        source_splits: str = "all",
         attributes: list[str] | None = None,
         image_size: Sequence[int] = (224, 224),
         batch_size: int = 64,
@@ -257,7 +283,18 @@ class ReIDDataModule(L.LightningDataModule):
         self.dataset_options = dict(dataset_options or {})
         self.synthetic = dict(synthetic) if synthetic else None
         self.cache_dir = cache_dir
-        self.extra_sources = list(extra_sources or [])
+        self.extra_sources = [dict(s) for s in (extra_sources or [])]
+        if source_splits not in SOURCE_SPLITS:
+            raise ConfigError(f"data.source_splits={source_splits!r}; expected one of {list(SOURCE_SPLITS)}")
+        self.source_splits = source_splits
+        self.source_summary: list[dict[str, Any]] = []
+        for i, src in enumerate(self.extra_sources):
+            unknown = sorted(set(src) - set(SOURCE_KEYS))
+            if unknown or "dataset" not in src:
+                raise ConfigError(f"data.extra_sources[{i}]: expected keys {list(SOURCE_KEYS)} with 'dataset' and "
+                                  f"'root' or 'synthetic'; got {sorted(src)}")
+            if not src.get("root") and not src.get("synthetic"):
+                raise ConfigError(f"data.extra_sources[{i}] ({src['dataset']}): neither root nor synthetic is set")
         self.attribute_names = list(attributes) if attributes is not None else None
         self.image_size = tuple(int(s) for s in image_size)
         self.batch_size = batch_size
@@ -280,6 +317,11 @@ class ReIDDataModule(L.LightningDataModule):
             from vreid_lightning.data.synthetic import ensure_synthetic_world
 
             ensure_synthetic_world(self.cache_dir, self.synthetic)
+        for src in self.extra_sources:
+            if src.get("synthetic"):
+                from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+                ensure_synthetic_world(self.cache_dir, dict(src["synthetic"]))
 
     def _resolve_root(self) -> str:
         if self.synthetic is not None:
@@ -298,12 +340,10 @@ class ReIDDataModule(L.LightningDataModule):
         train = self.dataset.train
         self.source_summary: list[dict[str, Any]] = []
         if self.extra_sources:
-            sources = [self.dataset] + [
-                load_dataset(s["dataset"], s["root"], **dict(s.get("options") or {})) for s in self.extra_sources
-            ]
-            train, self.source_summary = merge_datasets(sources)
-            for row in self.source_summary:
-                log.info("training source %s", row)
+            sources = [self.dataset] + self._load_sources(root)
+            train, self.source_summary = merge_datasets(sources, "train", source_splits=self.source_splits)
+            table = format_source_table(self.source_summary)
+            log.info("VehicleNet training sources:\n%s", table)
         if self.max_train_images is not None and len(train) > self.max_train_images:
             log.warning("data.max_train_images=%d: training on %d of %d images (a subset!)",
                         self.max_train_images, self.max_train_images, len(train))
@@ -335,6 +375,33 @@ class ReIDDataModule(L.LightningDataModule):
             self.attribute_classes[n] = int(len(classes))
         self._ready = True
 
+    def _load_sources(self, target_root: str) -> list[ReIDDataset]:
+        """Load every extra source (before any training), refusing a missing/broken or repeated root."""
+        from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+        seen = {_real(target_root): f"the target data.root ({self.dataset_name})"}
+        out = []
+        for i, src in enumerate(self.extra_sources):
+            name = str(src["dataset"])
+            where = f"data.extra_sources[{i}] ({name})"
+            root = str(ensure_synthetic_world(self.cache_dir, dict(src["synthetic"]))) if src.get("synthetic") \
+                else str(src["root"])
+            real = _real(root)
+            if real in seen:
+                raise ConfigError(f"{where}: root {root} is also {seen[real]}: the same images would be trained on "
+                                  f"twice under two label spaces; list each dataset once")
+            seen[real] = where
+            key = canonical_name(name)
+            options = {**VEHICLENET_OPTIONS.get(key, {}), **dict(src.get("options") or {})}
+            try:
+                ds = load_dataset(key, root, **options)
+            except (DatasetFormatError, ConfigError, FileNotFoundError) as e:
+                raise ConfigError(f"{where} at {root}: {e}") from None
+            for w in ds.warnings:
+                log.warning("%s: %s", where, w)
+            out.append(ds)
+        return out
+
     # ------------------------------------------------------------------ properties
     def eval_set_for(self, stage: str) -> EvalSet:
         """The evaluation set of ``stage``: the held-out validation set for ``val`` when there is one."""
@@ -350,6 +417,18 @@ class ReIDDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return int(len(self.pid_classes))
+
+    @property
+    def sources(self) -> dict[str, Any]:
+        """Per training source (``"<index>:<dataset>"``) its images, ids and class offset, and the totals;
+        empty for a single-source run (what results.json records under ``data.sources``)."""
+        if not self.source_summary:
+            return {}
+        out: dict[str, Any] = {f"{i}:{s['name']}": {"images": s["images"], "ids": s["ids"], "splits": s["splits"],
+                                                     "class_offset": s["id_offset"], "root": s["root"]}
+                               for i, s in enumerate(self.source_summary)}
+        out["total"] = {"images": len(self.train_split), "ids": self.num_classes}
+        return out
 
     def summary(self) -> dict[str, Any]:
         out = self.dataset.summary()

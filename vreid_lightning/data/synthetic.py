@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ensure_synthetic_world", "synthetic_world_dir"]
+import numpy as np
+
+__all__ = ["ensure_synthetic_world", "synthetic_world_dir", "synthetic_viewpoints", "viewpoint_name"]
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +82,61 @@ def _is_complete(root: Path, params: dict[str, Any], version: str) -> bool:
         return False
     recorded = json.loads(stamp.read_text())
     return recorded.get("generator_version") == version and recorded.get("params") == params
+
+
+def viewpoint_name(azimuth: float, elevation: float, overhead_from: float = 35.0) -> str:
+    """Fig. 6's viewpoint classes: ``overhead`` (steep camera), else ``front`` / ``rear`` / ``side`` / ``oblique``."""
+    if elevation >= overhead_from:
+        return "overhead"
+    a = abs((azimuth + 180.0) % 360.0 - 180.0)
+    if a <= 30.0:
+        return "front"
+    if a >= 150.0:
+        return "rear"
+    return "side" if 60.0 <= a <= 120.0 else "oblique"
+
+
+def _world_stamp(root: Path) -> dict[str, Any] | None:
+    for d in (root, *list(root.parents)[:2]):
+        stamp = d / "world.json"
+        if stamp.is_file():
+            return json.loads(stamp.read_text())
+    return None
+
+
+def synthetic_viewpoints(root: str | Path, split: Any) -> np.ndarray | None:
+    """Per row of ``split`` (training images of a synthetic surveillance world) its (azimuth, elevation).
+
+    The world is rebuilt from ``world.json`` (no rendering) and each image matched to its view: same
+    vehicle, a track of that vehicle in the image's camera with as many frames, frame order = file order
+    (the writers number a track's frames consecutively), so ``split`` must hold whole tracks (CityFlow's
+    validation gallery, the whole original training set, does). Returns None when ``root`` is not a synthetic
+    world this can be read from (real data: no viewpoint labels), or when an image cannot be matched.
+    """
+    from vreid_lightning.synth import LAYOUTS, build_world, schedule_world
+
+    stamp = _world_stamp(Path(root))
+    if stamp is None or "params" not in stamp:
+        return None
+    params = stamp["params"]
+    spec = LAYOUTS.get(params.get("layout", "veri"))
+    if spec is None or spec.style != "surveillance" or split.tracks is None:
+        return None
+    world = build_world(int(params["ids"]), int(params.get("seed", 0)), spec.style,
+                        int(params.get("cameras") or spec.cameras), spec.types)
+    views = schedule_world(world, int(params.get("images_per_id") or spec.images_per_id))
+    out = np.full((len(split), 2), np.nan)
+    keys = np.stack([split.pids, split.tracks], 1)
+    for key in np.unique(keys, axis=0):
+        rows = np.flatnonzero((keys == key).all(1))
+        rows = rows[np.argsort([Path(split.paths[r]).name for r in rows], kind="stable")]
+        cam = int(split.camids[rows[0]])
+        tracks: dict[int, list] = {}
+        for v in views.get(int(key[0]), []):
+            tracks.setdefault(v.track, []).append(v)
+        same_cam = [t for t in tracks.values() if t[0].cam == cam]
+        match = next((t for t in same_cam if len(t) == len(rows)), None)
+        if match is None:
+            return None
+        out[rows] = [(v.azimuth, v.elevation) for v in match[:len(rows)]]
+    return out

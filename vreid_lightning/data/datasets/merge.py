@@ -9,6 +9,12 @@ same way (``MISSING`` stays ``MISSING``). Attribute label spaces differ between 
 is 1-10, VehicleID ``colour`` 0-6), so attributes are renamed ``<source>.<attribute>``; the new
 ``source`` column is the source's index. Only the named split (``train``) is merged: a target's
 query/gallery is never part of it.
+
+A *source* (any dataset but the target) may contribute every labelled image it has, not just its
+training split: :func:`source_split` with ``splits="all"`` joins the training split with the labelled
+evaluation splits (VeRi's gallery, VehicleID's test lists), each image once. That is what VehicleNet's
+counts say (Table II: +49,357 VeRi-776 images and +221,567 VehicleID images are the whole datasets,
+Table I), while ``splits="train"`` keeps to the training splits.
 """
 
 from __future__ import annotations
@@ -21,11 +27,42 @@ import numpy as np
 from .base import MISSING, ReIDDataset, Split
 from .registry import canonical_name, load_dataset
 
-__all__ = ["merge_datasets", "load_vehiclenet", "VEHICLENET_OPTIONS"]
+__all__ = ["merge_datasets", "load_vehiclenet", "source_split", "VEHICLENET_OPTIONS", "SOURCE_SPLITS"]
 
 VEHICLENET_OPTIONS: dict[str, dict] = {
     "compcars": {"use_all": True},  # CompCars is extra training data: train.txt + test.txt (Sec. III-A)
+    "cityflow": {"val_ids": 0},     # as a source, CityFlow's whole labelled training set (no validation split)
 }
+SOURCE_SPLITS = ("all", "train")
+
+
+def source_split(dataset: ReIDDataset, splits: str = "all") -> Split:
+    """The labelled images a source contributes to the merge.
+
+    Args:
+        dataset: the source.
+        splits: ``train`` (its training split) or ``all`` (training split plus every labelled evaluation
+            split, an image listed in several of them, e.g. a VeRi query also in the gallery, once).
+
+    Returns:
+        A split whose rows all carry an identity.
+    """
+    if splits not in SOURCE_SPLITS:
+        raise ValueError(f"source splits={splits!r}; expected one of {SOURCE_SPLITS}")
+    if splits == "train":
+        return dataset.train
+    parts = [dataset.train] + [s for k, s in dataset.splits().items() if k != "train"]
+    merged = Split.concat(parts)
+    labelled = merged.pids != MISSING
+    # one row per image: VeRi's query images are copies of gallery images under the same file name
+    keys = [(Path(p).name, int(i), int(c)) for p, i, c in zip(merged.paths, merged.pids, merged.camids)]
+    seen: set[tuple[str, int, int]] = set()
+    keep = []
+    for row, key in enumerate(keys):
+        if labelled[row] and key not in seen:
+            seen.add(key)
+            keep.append(row)
+    return merged.subset(np.asarray(keep, dtype=np.int64))
 
 
 def _shift(values: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
@@ -36,13 +73,15 @@ def _shift(values: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
 
 
 def merge_datasets(datasets: list[ReIDDataset], split: str = "train",
-                   relabel: bool = True) -> tuple[Split, list[dict]]:
+                   relabel: bool = True, source_splits: str | None = None) -> tuple[Split, list[dict]]:
     """Concatenate one split of each dataset with disjoint label spaces.
 
     Args:
         datasets: the sources, in order (their index is the ``source`` attribute).
         split: the split to merge (``train``; any key of ``ReIDDataset.splits()``).
         relabel: map each source's ids to contiguous ``0..ids-1`` before offsetting.
+        source_splits: None: ``split`` of every dataset; ``all`` or ``train``: the first dataset (the
+            target) gives ``split``, the others :func:`source_split` of theirs.
 
     Returns:
         The merged split and per source ``{"name", "root", "images", "ids", "id_offset",
@@ -55,10 +94,13 @@ def merge_datasets(datasets: list[ReIDDataset], split: str = "train",
     id_offset = camera_offset = track_offset = 0
     for index, dataset in enumerate(datasets):
         available = dataset.splits()
-        if split not in available:
+        if index > 0 and source_splits is not None:
+            part, used = source_split(dataset, source_splits), source_splits
+        elif split not in available:
             raise ValueError(f"merge_datasets: dataset {dataset.name!r} ({dataset.root}) has no split {split!r}; "
                              f"it has {sorted(available)}")
-        part = available[split]
+        else:
+            part, used = available[split], split
         if (part.pids < 0).any():
             raise ValueError(f"merge_datasets: split {split!r} of {dataset.name!r} has unlabelled rows (pid < 0)")
         prefix = dataset.name if names.count(dataset.name) == 1 else f"{dataset.name}{index}"
@@ -73,7 +115,8 @@ def merge_datasets(datasets: list[ReIDDataset], split: str = "train",
         attributes["source"] = np.full(len(part), index, np.int64)
         parts.append(Split(paths=list(part.paths), pids=pids, camids=camids, timestamps=part.timestamps,
                            tracks=tracks, attributes=attributes, boxes=part.boxes))
-        summary.append({"name": dataset.name, "root": str(dataset.root), "images": len(part), "ids": part.num_ids,
+        summary.append({"name": dataset.name, "root": str(dataset.root), "splits": used, "images": len(part),
+                        "ids": part.num_ids,
                         "id_offset": id_offset, "camera_offset": camera_offset, "track_offset": track_offset,
                         "attribute_classes": {f"{prefix}.{k}": v for k, v in dataset.attribute_classes.items()}})
         id_offset += id_span

@@ -1,0 +1,138 @@
+"""VehicleNet (Zheng et al., IEEE TMM 2020) as a LightningModule: two-stage progressive learning.
+
+Stage I trains the network of :mod:`vreid_lightning.models.vehiclenet` with cross-entropy on the
+merged multi-source VehicleNet set (Eq. 4: one classifier over the disjoint label spaces of all
+sources, every image weighted equally). Stage II (Algorithm 1, Eq. 6) fine-tunes on the target's
+training set alone: :meth:`VehicleNetModule.load_previous_stage` carries the backbone, ``fc1`` and its
+BN over bit for bit and leaves ``fc2`` as the new classifier of the target's classes, trained from
+scratch. The staged runner of :mod:`vreid_lightning.run` chains the stages (the experiment's
+``stages`` give stage II its own data, dropout and schedule).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from vreid_lightning.errors import ConfigError
+from vreid_lightning.losses.cross_entropy import CrossEntropyLoss
+from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.models.backbones import build_backbone
+from vreid_lightning.models.vehiclenet import FEATURE, VehicleNet
+
+__all__ = ["VehicleNetModule", "CLASSIFIER_PREFIX"]
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_PREFIX = "net.classifier."  # fc2: never carried from one stage to the next (sec. IV-B)
+
+
+class VehicleNetModule(ReIDModule):
+    """VehicleNet at one stage (the same class serves both).
+
+    Args:
+        num_classes: training classes of this stage (merged sources in stage I, the target's in II).
+        attribute_classes: unused (VehicleNet trains on identities only); accepted from the runner.
+        backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        stage: the stage name (informative; set by the staged runner).
+        net: keyword arguments of :class:`VehicleNet` (``embed_dim``, ``dropout``).
+        loss: keyword arguments of :class:`CrossEntropyLoss` (``label_smoothing``).
+        backbone_lr_mult: learning-rate factor of the backbone relative to the new layers
+            (authors' code: 0.1).
+        optimizer, scheduler: Hydra partial configs.
+        evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
+        figures: identities in the activation-heatmap figure (Fig. 7; 0: no figures).
+        figure_images: images per identity in that figure.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: Mapping[str, Any],
+        attribute_classes: Mapping[str, int] | None = None,
+        stage: str | None = None,
+        net: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        backbone_lr_mult: float = 0.1,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        evaluation: Mapping[str, Any] | None = None,
+        figures: int = 3,
+        figure_images: int = 4,
+    ) -> None:
+        super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
+        self.save_hyperparameters()
+        if not 0.0 <= float(backbone_lr_mult):
+            raise ConfigError(f"model.backbone_lr_mult={backbone_lr_mult}: expected >= 0")
+        self.stage = stage
+        self.net = VehicleNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
+        self.criterion = CrossEntropyLoss(**dict(loss or {}))
+        self.backbone_lr_mult = float(backbone_lr_mult)
+        self.num_figures = int(figures)
+        self.figure_images = int(figure_images)
+
+    # ------------------------------------------------------------------ ReIDModule API
+    def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        out = self.net(batch["image"])
+        ce = self.criterion(out.logits, batch["pid"])  # Eq. 4 / Eq. 6: the mean over the batch, sources alike
+        return ce, {"ce": ce}, out.logits
+
+    def extract(self, images: Tensor) -> dict[str, Tensor]:
+        return self.net(images).features
+
+    @property
+    def main_feature(self) -> str:
+        return FEATURE
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Backbone at ``backbone_lr_mult`` x the base learning rate, fc1/BN/fc2 at the base rate."""
+        base_lr = (self.optimizer_cfg or {}).get("lr")
+        if base_lr is None:
+            raise ConfigError("optimizer.lr is not set: VehicleNet's parameter groups scale it per group")
+        return [
+            {"params": list(self.net.backbone.parameters()), "lr": float(base_lr) * self.backbone_lr_mult,
+             "name": "backbone"},
+            {"params": [p for m in self.net.new_layers() for p in m.parameters()], "lr": float(base_lr),
+             "name": "new_layers"},
+        ]
+
+    # ------------------------------------------------------------------ staged training
+    def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
+        """Carry everything but the classifier over from a previous stage's checkpoint (sec. IV-B).
+
+        Returns:
+            ``{"loaded": [keys copied], "new": [keys left freshly initialised]}``.
+        """
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"init_from: checkpoint {path} does not exist")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt.get("state_dict", ckpt)
+        own = self.state_dict()
+        carried = {k: v for k, v in state.items() if k.startswith("net.") and not k.startswith(CLASSIFIER_PREFIX)}
+        missing = sorted(k for k in own if k.startswith("net.") and not k.startswith(CLASSIFIER_PREFIX)
+                         and k not in carried)
+        if missing:
+            raise ConfigError(f"init_from: {path} is not a VehicleNet checkpoint of this backbone: "
+                              f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        wrong = sorted(k for k, v in carried.items() if k not in own or own[k].shape != v.shape)
+        if wrong:
+            raise ConfigError(f"init_from: {path} does not fit this network (backbone or embed_dim differ): {wrong[:5]}")
+        self.load_state_dict(carried, strict=False)
+        return {"loaded": sorted(carried), "new": sorted(k for k in own if k.startswith(CLASSIFIER_PREFIX))}
+
+    # ------------------------------------------------------------------ figures
+    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
+        """Fig. 7 (activation heatmaps before pooling) and Fig. 6 (top-5 rank lists by viewpoint)."""
+        if self.num_figures <= 0:
+            return []
+        from vreid_lightning.viz.vehiclenet import save_activation_figure, save_viewpoint_rank_lists
+
+        paths = [save_activation_figure(self, dm, Path(out) / "activation_heatmaps.png",
+                                        identities=self.num_figures, per_identity=self.figure_images)]
+        ranks = save_viewpoint_rank_lists(self, dm, Path(out) / "rank_list_viewpoints.png")
+        return paths + ([ranks] if ranks is not None else [])

@@ -1,0 +1,171 @@
+"""VehicleNet's pictures: Fig. 7 (activation heatmaps before pooling) and Fig. 6 (top-5 by viewpoint).
+
+Fig. 7 (sec. V-C, "following [38], [61]"): the network activation before the pooling layer, for a
+few images of the same identity per row, overlaid on the images. Fig. 6: top-5 retrieval for queries
+seen from four viewpoints (front, overhead, rear, side); viewpoints are known for synthetic worlds
+(:func:`vreid_lightning.data.synthetic.synthetic_viewpoints`), otherwise the first queries of distinct
+identities are shown and labelled "viewpoint unknown".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["save_activation_figure", "save_viewpoint_rank_lists", "pick_identity_images", "pick_viewpoint_queries",
+           "FIG6_VIEWPOINTS"]
+
+FIG6_VIEWPOINTS = ("front", "overhead", "rear", "side")  # Fig. 6, in the paper's order
+
+
+def pick_identity_images(pids: np.ndarray, camids: np.ndarray, identities: int, per_identity: int,
+                         candidates: np.ndarray) -> list[np.ndarray]:
+    """Rows of ``identities`` identities (first seen in ``candidates``) with ``per_identity`` images
+    each, from distinct cameras first; identities with fewer images are skipped."""
+    out: list[np.ndarray] = []
+    for pid in dict.fromkeys(pids[candidates].tolist()):
+        rows = np.flatnonzero(pids == pid)
+        if rows.size < per_identity:
+            continue
+        _, first = np.unique(camids[rows], return_index=True)
+        order = np.concatenate([rows[np.sort(first)], np.setdiff1d(rows, rows[first])])
+        out.append(order[:per_identity])
+        if len(out) == identities:
+            break
+    return out
+
+
+def _images(split: Any, rows: np.ndarray, image_size: tuple[int, int]) -> Tensor:
+    from vreid_lightning.data.datamodule import ImageDataset
+    from vreid_lightning.data.transforms import build_test_transform
+
+    ds = ImageDataset(split, build_test_transform(image_size))
+    return torch.stack([ds[int(i)]["image"] for i in rows])
+
+
+@torch.no_grad()
+def save_activation_figure(model: Any, dm: Any, path: str | Path, identities: int = 3,
+                           per_identity: int = 4) -> Path:
+    """Fig. 7: per identity a row of images and a row of their backbone activation (before pooling)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from vreid_lightning.data.transforms import denormalize
+    from vreid_lightning.viz.response_maps import response_map
+
+    es = dm.eval_set
+    split = es.split
+    candidates = es.groups.get("query", np.arange(len(split)))
+    groups = pick_identity_images(split.pids, split.camids, identities, per_identity, candidates)
+    if not groups:
+        raise ValueError(f"no identity has {per_identity} evaluation images for the activation figure")
+    was_training = model.training
+    model.eval()
+    try:
+        x = _images(split, np.concatenate(groups), dm.image_size).to(model.device)
+        maps = response_map(model.net(x).feature_map).cpu()
+    finally:
+        model.train(was_training)
+    shown = denormalize(x.cpu(), clamp=True)
+    heat = torch.nn.functional.interpolate(maps[:, None], size=shown.shape[2:], mode="bilinear",
+                                           align_corners=False)[:, 0].clamp(0, 1).numpy()
+    pics = shown.permute(0, 2, 3, 1).numpy()
+    fig = Figure(figsize=(per_identity * 1.8, len(groups) * 3.7), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 * len(groups), per_identity, squeeze=False)
+    i = 0
+    for g, rows in enumerate(groups):
+        for c in range(per_identity):
+            axes[2 * g, c].imshow(pics[i])
+            axes[2 * g, c].set_title(f"id {split.pids[rows[c]]} cam {split.camids[rows[c]]}", fontsize=7)
+            axes[2 * g + 1, c].imshow(pics[i])
+            axes[2 * g + 1, c].imshow(heat[i], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            i += 1
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("activation before pooling (channel mean of ReLU), per identity", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def pick_viewpoint_queries(query_rows: np.ndarray, names: list[str | None],
+                           wanted: tuple[str, ...] = FIG6_VIEWPOINTS) -> list[tuple[int, str]]:
+    """One query per wanted viewpoint (the first of each, distinct identities not enforced)."""
+    out = []
+    for view in wanted:
+        hit = next((int(r) for r, n in zip(query_rows, names) if n == view), None)
+        if hit is not None:
+            out.append((hit, view))
+    return out
+
+
+@torch.no_grad()
+def _eval_features(model: Any, dm: Any) -> Tensor:
+    loader = dm._eval_loader(dm.eval_set)
+    was_training = model.training
+    model.eval()
+    parts, rows = [], []
+    try:
+        for batch in loader:
+            f = model.extract_eval_features(batch["image"].to(model.device))[model.main_feature]
+            parts.append(torch.nn.functional.normalize(f, dim=1).cpu())
+            rows.append(batch["index"])
+    finally:
+        model.train(was_training)
+    feats = torch.zeros(len(dm.eval_set.split), parts[0].shape[1])
+    feats[torch.cat(rows)] = torch.cat(parts)
+    return feats
+
+
+def save_viewpoint_rank_lists(model: Any, dm: Any, path: str | Path, k: int = 5) -> Path | None:
+    """Fig. 6: top-``k`` retrieval (true matches green, false red) for front/overhead/rear/side queries."""
+    from vreid_lightning.data.synthetic import synthetic_viewpoints, viewpoint_name
+    from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
+
+    es = dm.eval_set
+    if es.protocol != "image":
+        return None
+    split, q_rows, g_rows = es.split, es.groups["query"], es.groups["gallery"]
+    gallery = split.subset(g_rows)
+    angles = synthetic_viewpoints(dm.dataset.root, gallery)
+    names: list[str | None] = [None] * len(q_rows)
+    if angles is not None:
+        by_name = {Path(p).name: tuple(a) for p, a in zip(gallery.paths, angles)}
+        names = [viewpoint_name(*by_name[n]) if (n := Path(split.paths[r]).name) in by_name else None
+                 for r in q_rows]
+    picked = pick_viewpoint_queries(q_rows, names)
+    if not picked:  # real data: no viewpoint labels
+        _, first = np.unique(split.pids[q_rows], return_index=True)
+        picked = [(int(q_rows[i]), "viewpoint unknown") for i in np.sort(first)[:len(FIG6_VIEWPOINTS)]]
+    feats = _eval_features(model, dm)
+    qs = np.array([r for r, _ in picked])
+    dist = compute_distance(feats[torch.as_tensor(qs)], feats[torch.as_tensor(g_rows)], metric="cosine").numpy()
+    ranked = top_k_valid(dist, split.pids[qs], split.pids[g_rows], split.camids[qs], split.camids[g_rows], k)
+    out = save_rank_list([split.paths[r] for r in qs], split.pids[qs].tolist(), [split.paths[g] for g in g_rows],
+                         split.pids[g_rows].tolist(), ranked, path)
+    return _label_rows(out, [view for _, view in picked])
+
+
+def _label_rows(path: Path, labels: list[str], margin: int = 84) -> Path:
+    """Prefix each (equally tall) row of a rank-list PNG with its viewpoint name."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(path) as im:
+        grid = im.convert("RGB")
+    canvas = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    canvas.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = grid.height / max(len(labels), 1)
+    for i, text in enumerate(labels):
+        draw.text((4, int(i * row_h + row_h / 2) - 6), text, fill=(0, 0, 0))
+    canvas.save(path)
+    return path
