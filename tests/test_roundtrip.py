@@ -36,6 +36,7 @@ def test_veri_roundtrip(worlds):
     assert (ds.train.attributes["colour"] >= 1).all() and (ds.train.attributes["type"] >= 1).all()
     assert np.unique(ds.gallery.tracks[ds.gallery.tracks >= 0]).size == c["test_tracks"]
     assert not ds.warnings
+    assert ds.attribute_names["colour"][7] == "white" and ds.attribute_names["type"][1] == "sedan"  # list_*.txt
 
 
 def test_vehicleid_roundtrip(worlds):
@@ -58,7 +59,8 @@ def test_vehicleid_roundtrip(worlds):
     assert (root / "attribute" / "color_names.txt").read_bytes().count(b"\r\n") == 7
     assert len(ds.attribute_names["model"]) == len(CATALOGUE) and ds.attribute_names["colour"][5] == "white"
     assert all(not n.isascii() for n in ds.attribute_names["model"].values())
-    assert set(ds.train.attributes["model"][ds.train.attributes["model"] >= 0].tolist()) <= set(ds.attribute_names["model"])
+    models = ds.train.attributes["model"]
+    assert set(models[models >= 0].tolist()) <= set(ds.attribute_names["model"])
     check = check_img2vid(ds)
     assert check["agree"] and check["listed_images"] == c["images"] and check["unlisted_images"] == 0
 

@@ -18,6 +18,7 @@ __all__ = [
     "Row",
     "read_text",
     "read_rows",
+    "read_names",
     "require_dir",
     "require_file",
     "parse_int",
@@ -67,6 +68,26 @@ def read_rows(path: Path, ncols: int | None = None, expected: str = "") -> list[
                                      got=line.strip())
         rows.append((number, tokens))
     return rows
+
+
+def read_names(path: Path) -> dict[int, str]:
+    """``id -> name`` from a names file (VehicleID ``*_names.txt``, VeRi ``list_*.txt``), UTF-8, any line end.
+
+    ``<name> <id>`` per line (VehicleID, confirmed): the name may hold spaces (all tokens but the last).
+    A line whose last token is not an integer is read as ``<id> <name>`` (VeRi's lists, unconfirmed).
+    """
+    names: dict[int, str] = {}
+    for line, tokens in read_rows(path):
+        if len(tokens) >= 2 and _INT.match(tokens[-1]):
+            key, name = int(tokens[-1]), " ".join(tokens[:-1])
+        elif len(tokens) >= 2 and _INT.match(tokens[0]):
+            key, name = int(tokens[0]), " ".join(tokens[1:])
+        else:
+            raise DatasetFormatError(path, "'<name> <id>' per line (an integer id)", line=line, got=" ".join(tokens))
+        if names.setdefault(key, name) != name:
+            raise DatasetFormatError(path, f"one name per id (id {key} was named {names[key]!r} before)", line=line,
+                                     got=name)
+    return names
 
 
 def require_dir(path: Path, expected: str = "a folder") -> Path:

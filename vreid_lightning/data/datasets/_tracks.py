@@ -118,7 +118,8 @@ def attach_tracks(root: Path, files: list[TrackFile], split: Split, warnings: li
                 added += 1
             else:
                 conflicting += 1
-        only = {primary: int(((a != MISSING) & (b == MISSING)).sum()), other: int(((b != MISSING) & (a == MISSING)).sum())}
+        only = {primary: int(((a != MISSING) & (b == MISSING)).sum()),
+                other: int(((b != MISSING) & (a == MISSING)).sum())}
         record["disagreement"] = {"only_in": only, "lines_inside": inside, "lines_added": added,
                                   "lines_conflicting": conflicting}
         if added:

@@ -2,10 +2,11 @@
 
 Reads ``image_train/`` labelled by ``train_label.xml`` (gb2312 declaration; ``vehicleID`` parsed as an
 int, ``cameraID`` ``c026`` -> 26; ``colorID`` / ``typeID`` of the simulation set become ``colour`` /
-``type``). Rows follow ``name_train.txt`` (XML order when that list is absent). Tracks: ``train_track.txt`` (file names) and
-``train_track_id.txt`` (numbers: ``12`` is ``000012.jpg``) are both read when present and reconciled
-(the public AIC19 copy's ``train_track.txt`` lacks the last image of every track; see ``_tracks``),
-with a warning and counts in ``diagnostics["tracks"]`` whenever images stay untracked or they disagree.
+``type``). Rows follow ``name_train.txt`` (XML order when that list is absent). Tracks:
+``train_track.txt`` (file names) and ``train_track_id.txt`` (numbers: ``12`` is ``000012.jpg``) are
+both read when present and reconciled (the public AIC19 copy's ``train_track.txt`` lacks the last image
+of every track; see ``_tracks``), with a warning and counts in ``diagnostics["tracks"]`` whenever
+images stay untracked or the files disagree.
 
 Validation split (VehicleNet, Zheng et al. TMM 2020, Sec. III-A: "the training set contains 26,803
 images of 255 classes, and the validation query set includes 463 images of the rest 78 classes. We

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import DirCache, lookup, missing_image, parse_int, read_rows, require_dir, require_file, resolve_root, \
-    unlisted_note
+from ._io import DirCache, lookup, missing_image, parse_int, read_names, read_rows, require_dir, require_file, \
+    resolve_root, unlisted_note
 from ._verify import Origin, check_verify_options, verify_split
 from .base import MISSING, DatasetFormatError, ReIDDataset, Split
 
@@ -32,7 +32,6 @@ _TEST_LIST = re.compile(r"^test_list_(\d+)\.txt$")
 _SUBFOLDERS = ("VehicleID_V1.0", "VehicleID", "vehicleid")
 _ATTRIBUTES = (("model", "model_attr.txt", VEHICLEID_MODELS), ("colour", "color_attr.txt", VEHICLEID_COLOURS))
 _NAMES = (("model", "model_names.txt"), ("colour", "color_names.txt"))
-_INT = re.compile(r"^[+-]?\d+$")
 FIRST_SHOWN = 3  # examples shown per finding
 
 
@@ -70,26 +69,6 @@ def _read_attribute(path: Path) -> np.ndarray:
     table = np.full(int(pairs[:, 0].max(initial=-1)) + 1, MISSING, np.int64)
     table[pairs[:, 0]] = pairs[:, 1]
     return table
-
-
-def read_names(path: Path) -> dict[int, str]:
-    """``id -> name`` from a ``*_names.txt`` file: ``<name> <id>`` per line (UTF-8, any line ending).
-
-    The name may hold spaces (all tokens but the last); a line whose last token is not an integer is
-    read as ``<id> <name>``.
-    """
-    names: dict[int, str] = {}
-    for line, tokens in read_rows(path):
-        if len(tokens) >= 2 and _INT.match(tokens[-1]):
-            key, name = int(tokens[-1]), " ".join(tokens[:-1])
-        elif len(tokens) >= 2 and _INT.match(tokens[0]):
-            key, name = int(tokens[0]), " ".join(tokens[1:])
-        else:
-            raise DatasetFormatError(path, "'<name> <id>' per line (an integer id)", line=line, got=" ".join(tokens))
-        if names.setdefault(key, name) != name:
-            raise DatasetFormatError(path, f"one name per id (id {key} was named {names[key]!r} before)", line=line,
-                                     got=name)
-    return names
 
 
 def check_img2vid(dataset: ReIDDataset) -> dict | None:

@@ -8,7 +8,8 @@ XML Item (or the XML is absent, e.g. for queries not covered by ``test_label.xml
 camera; every such fallback is counted in ``warnings``. Query attributes are joined from
 ``test_label.xml`` by image name. The ``typeID="0"`` erratum of older releases (vehicles 0003, 0007,
 0041) is mapped to SUV (2) with one log line and one warning. Protocol: image-to-image, junk = same
-id and camera.
+id and camera. ``list_color.txt`` / ``list_type.txt`` (``<id> <name>``), when present, give
+``attribute_names``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import DirCache, missing_image, parse_camera, parse_int, read_rows, require_dir, require_file, \
+from ._io import DirCache, missing_image, parse_camera, parse_int, read_names, read_rows, require_dir, require_file, \
     resolve_root, unlisted_note
 from ._tracks import attach_tracks
 from ._verify import Origin, check_verify_options, verify_split
@@ -162,6 +163,9 @@ def load_veri(root: str | Path, *, verify_images: str = "none", on_corrupt: str 
         for key, known in (("colour", VERI_COLOURS), ("type", VERI_TYPES)):
             observed = max(int(s.attributes[key].max(initial=MISSING)) for s in splits.values())
             classes[key] = max(known, observed) + 1  # 1-based ids index a head of this size directly
+    names = {key: read_names(root / file_name) for key, file_name in (("colour", "list_color.txt"),
+                                                                      ("type", "list_type.txt"))
+             if (root / file_name).is_file()}
     return ReIDDataset(name="veri", root=root, train=splits["train"], query=splits["query"],
                        gallery=splits["gallery"], protocol="image", attribute_classes=classes,
-                       warnings=warnings, diagnostics={"tracks": {"gallery": track_record}})
+                       warnings=warnings, attribute_names=names, diagnostics={"tracks": {"gallery": track_record}})
