@@ -114,3 +114,12 @@ def test_cuda_equals_cpu():
     gpu = k_reciprocal_distances(torch.as_tensor(q).cuda(), torch.as_tensor(g).cuda(), k1=10, k2=4)
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+def test_every_distance_tied():
+    # identical gallery images: every row's k1 + 1 boundary falls inside a tie (the exact slow path)
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(3, 4))
+    g = np.repeat(rng.normal(size=(2, 4)), [9, 8], axis=0)
+    qi, gi = np.array([0, 1, 0]), np.repeat([0, 1], [9, 8])
+    _check(q, g, qi, gi, np.zeros(3, int), np.ones(17, int), k1=5, k2=3, lambda_value=0.3, metric="euclidean")

@@ -59,20 +59,25 @@ def _check_params(k1: int, k2: int, lambda_value: float, metric: str) -> None:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
 
 
-def _stable_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices of the k smallest values of each row, in stable ascending order (ties by index).
+def _stable_smallest(d2: torch.Tensor, row_max: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and values of the k smallest of ``d2 / row_max`` per row, in stable order (ties by index).
 
-    One ``topk``; rows where the k-th value also occurs outside the selection (a tie across the
-    boundary: rare) are redone exactly from all their items equal to or below it.
+    The division is monotone, so one ``topk`` of k + 1 on ``d2`` finds the candidates; the quotients
+    are taken for those only. A row whose (k + 1)-th quotient equals its k-th may have a tie across the
+    boundary (rare) and is redone exactly from all its quotients.
     """
-    if k >= values.shape[1]:
-        return torch.sort(values, dim=1, stable=True).indices
-    vals, idx = torch.topk(values, k, dim=1, largest=False, sorted=True)
-    kth = vals[:, -1:]
-    bad = ((values == kth).sum(dim=1) != (vals == kth).sum(dim=1)).nonzero(as_tuple=True)[0]
+    m = row_max[:, None]
+    if k >= d2.shape[1]:
+        vals, idx = torch.sort(d2 / m, dim=1, stable=True)
+        return idx, vals
+    vals, idx = torch.topk(d2, k + 1, dim=1, largest=False, sorted=True)
+    vals = vals / m
+    bad = (vals[:, k] == vals[:, k - 1]).nonzero(as_tuple=True)[0]
+    vals, idx = vals[:, :k].contiguous(), idx[:, :k].contiguous()
     if bad.numel():
-        sub = values[bad]
-        rows, cols = (sub <= kth[bad]).nonzero(as_tuple=True)  # row-major: cols ascending within a row
+        sub = d2[bad] / m[bad]
+        kth = vals[bad, k - 1:k]
+        rows, cols = (sub <= kth).nonzero(as_tuple=True)  # row-major: cols ascending within a row
         order = torch.sort(sub[rows, cols], stable=True).indices
         order = order[torch.sort(rows[order], stable=True).indices]  # by row, then value, then index
         rows, cols = rows[order], cols[order]
@@ -80,10 +85,11 @@ def _stable_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
         pos = torch.arange(rows.shape[0], device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
         idx[bad] = cols[pos < k].view(-1, k)
         vals[bad] = torch.gather(sub, 1, idx[bad])
-    # within the selection, equal values by index: sort by index, then stably by value
+    # within the selection, equal quotients by index: sort by index, then stably by value
     by_index = torch.sort(idx, dim=1).indices
     idx, vals = torch.gather(idx, 1, by_index), torch.gather(vals, 1, by_index)
-    return torch.gather(idx, 1, torch.sort(vals, dim=1, stable=True).indices)
+    vals, order = torch.sort(vals, dim=1, stable=True)
+    return torch.gather(idx, 1, order), vals
 
 
 def _reciprocal_mask(ranks: torch.Tensor, k: int, step: int) -> torch.Tensor:
@@ -96,6 +102,14 @@ def _reciprocal_mask(ranks: torch.Tensor, k: int, step: int) -> torch.Tensor:
         i = torch.arange(s, e, device=ranks.device)
         out[s:e] = (head[head[s:e]] == i[:, None, None]).any(dim=2)
     return out
+
+
+def _member(x: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``x in sorted_keys`` (a binary search per element)."""
+    if sorted_keys.numel() == 0:
+        return torch.zeros_like(x, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, x).clamp_(max=sorted_keys.shape[0] - 1)
+    return sorted_keys[pos] == x
 
 
 def _csr_ptr(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -129,7 +143,8 @@ def _squared_distance_fn(x: torch.Tensor, metric: str):
 
     def distance(rows: torch.Tensor) -> torch.Tensor:
         r = rows - centre
-        return torch.addmm((r * r).sum(dim=1, keepdim=True) + sq[None, :], r, xc.T, alpha=-2.0).clamp_(min=0.0)
+        d2 = torch.addmm(sq[None, :], r, xc.T, alpha=-2.0)
+        return d2.add_((r * r).sum(dim=1, keepdim=True)).clamp_(min=0.0)
 
     return distance
 
@@ -168,9 +183,12 @@ class KReciprocalIndex:
         k = min(int(k1) + 1, n)
         self.row_max = torch.empty(n, dtype=torch.float32, device=dev)
         ranks = torch.empty((n, k), dtype=torch.int64, device=dev)
+        top_vals = torch.empty((n, k), dtype=torch.float32, device=dev)
         for s in range(0, n, self.chunk):
-            d = self._original(s, min(s + self.chunk, n), None)
-            ranks[s:s + d.shape[0]] = _stable_smallest(d, k)
+            e = min(s + self.chunk, n)
+            d2 = self._distance(self.feats[s:e]).to(torch.float32)  # np.power(original_dist, 2).astype(np.float32)
+            self.row_max[s:e] = d2.max(dim=1).values  # = the column maxima of the released code (symmetric)
+            ranks[s:e], top_vals[s:e] = _stable_smallest(d2, self.row_max[s:e], k)
         # 2. k-reciprocal sets R(i, k1) and R(c, k1 / 2) (np.around: half to even, like Python's round)
         kh = min(int(round(int(k1) / 2.0)) + 1, n)
         step = max(1, (1 << 22) // (k * k * kh))
@@ -183,9 +201,10 @@ class KReciprocalIndex:
             r, m = ranks[s:e], recip[s:e]                           # (C, k)
             cand = ranks[:, :kh][r]                                  # (C, k, kh): R(c, k1/2) of each c
             cand_ok = recip_h[r]
-            inside = ((cand[..., None] == r[:, None, None, :]) & m[:, None, None, :]).any(dim=3) & cand_ok
-            take = m & (inside.sum(dim=2).to(torch.float64) > (2.0 / 3.0) * n_h[r])  # the 2/3 rule
             rows = torch.arange(s, e, device=dev)
+            own = torch.sort((rows[:, None] * n + r)[m]).values         # keys row * N + column of R(i, k1)
+            inside = _member(rows[:, None, None] * n + cand, own) & cand_ok
+            take = m & (inside.sum(dim=2).to(torch.float64) > (2.0 / 3.0) * n_h[r])  # the 2/3 rule
             ri, ai = m.nonzero(as_tuple=True)
             pair_rows.append(rows[ri])
             pair_cols.append(r[ri, ai])
@@ -196,7 +215,7 @@ class KReciprocalIndex:
         v_rows, v_cols = keys // n, keys % n
         del pair_rows, pair_cols, recip, recip_h
         # 3. Gaussian weights of the normalised distance, per row normalised to sum 1
-        w = torch.exp(-self._pair_original(v_rows, v_cols))
+        w = torch.exp(-self._weights_input(keys, ranks, top_vals))
         w_sum = torch.zeros(n, dtype=torch.float32, device=dev).index_add_(0, v_rows, w)
         v_vals = w / w_sum[v_rows]
         # 4. local query expansion: mean of V over the k2 nearest (released code: if k2 != 1)
@@ -212,13 +231,25 @@ class KReciprocalIndex:
         self.inv_rows = (v_rows[in_g] - self.num_query)[order]
         self.inv_vals = v_vals[in_g][order]
 
-    def _original(self, s: int, e: int, cols: slice | None) -> torch.Tensor:
-        """Rows s:e of the normalised squared distance (float32), against all items or ``cols``."""
-        d2 = self._distance(self.feats[s:e]).to(torch.float32)  # np.power(original_dist, 2).astype(np.float32)
-        if cols is None:
-            self.row_max[s:e] = d2.max(dim=1).values
-            return d2 / self.row_max[s:e, None]
+    def _original(self, s: int, e: int, cols: slice) -> torch.Tensor:
+        """Rows s:e of the normalised squared distance (float32) against the items ``cols``."""
+        d2 = self._distance(self.feats[s:e]).to(torch.float32)
         return d2[:, cols] / self.row_max[s:e, None]
+
+    def _weights_input(self, keys: torch.Tensor, ranks: torch.Tensor, top_vals: torch.Tensor) -> torch.Tensor:
+        """Normalised distances of the V pairs (keys row * N + column): from the neighbour pass where the
+        column is among the row's k1 + 1 nearest, computed for the others."""
+        n = self.num
+        top_keys = (torch.arange(n, device=keys.device)[:, None] * n + ranks).reshape(-1)
+        order = torch.argsort(top_keys)
+        top_keys, flat_vals = top_keys[order], top_vals.reshape(-1)[order]
+        pos = torch.searchsorted(top_keys, keys).clamp_(max=top_keys.shape[0] - 1)
+        found = _member(keys, top_keys)
+        out = torch.where(found, flat_vals[pos], torch.zeros((), dtype=torch.float32, device=keys.device))
+        miss = (~found).nonzero(as_tuple=True)[0]
+        if miss.numel():
+            out[miss] = self._pair_original(keys[miss] // n, keys[miss] % n)
+        return out
 
     def _pair_original(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Normalised squared distance of (row, column) pairs, computed like ``gallery_distance_fn``."""
