@@ -237,3 +237,13 @@ def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: P
     assert evaluate_main([str(tmp_path), "--steps", "rerank", "--set", "rerank.k1=6", "--set", "rerank.k2=3"]) == 0
     saved = json.loads((tmp_path / "postprocess" / "results.json").read_text())
     assert saved["test"]["mAP"] == pytest.approx(results["test"]["mAP"], abs=1e-9)
+    # cropped-image features from the run's checkpoint and a boxes file (left half of every image)
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("".join(f"{Path(p).name},0,0,32,64\n" for p in fs.query["paths"][:3]))
+    assert evaluate_main([str(tmp_path), "--steps", "crop", "--extract-crops", str(boxes), "--out",
+                          str(tmp_path / "pp_crop")]) == 0
+    crop = load_features(tmp_path / "crop_features.npz")
+    check_aligned([fs, crop])
+    changed = ~np.isclose(crop.views[""][0], fs.views[""][0], atol=1e-5).all(axis=1)
+    assert changed[:3].all() and not changed[3:].any()  # only the images with a box differ
+    assert json.loads((tmp_path / "pp_crop" / "results.json").read_text())["steps"] == {"crop": {}}

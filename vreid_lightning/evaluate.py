@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cumulative", action="store_true", help="add the steps one at a time (Table VI layout)")
     p.add_argument("--crop", nargs="+", default=[], help="features.npz of the cropped images, one per input")
     p.add_argument("--camera-features", help="features.npz of a camera model's test run (camera_verification)")
+    p.add_argument("--extract-crops", metavar="BOXES", help="extract the cropped-image features (step crop) of "
+                   "each input run from its checkpoint: a boxes file (CSV image,x0,y0,x1,y1) or maskrcnn:WEIGHTS")
     p.add_argument("--metric", choices=["cosine", "euclidean"], help="plain ranking metric (default: the run's)")
     p.add_argument("--out", help="output directory (default: <first input's directory>/postprocess)")
     p.add_argument("--device", default="cpu")
@@ -88,6 +90,62 @@ def _features_from_checkpoint(run: Path) -> Path:
     return out / "features.npz"
 
 
+def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
+    """Features of ``run``'s test images cropped to their vehicle boxes (VehicleNet sec. IV-C), from the
+    run's checkpoint; written to ``<run>/crop_features.npz``. ``boxes``: a boxes file, or
+    ``maskrcnn:WEIGHTS`` (torchvision Mask R-CNN with a local weights file)."""
+    import dataclasses
+
+    import torch
+    from hydra.utils import get_class, instantiate
+    from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader
+
+    from vreid_lightning.data.datamodule import ImageDataset
+    from vreid_lightning.data.transforms import build_test_transform
+    from vreid_lightning.evaluation.saved_features import from_eval_set, save_features
+    from vreid_lightning.evaluation.tta import MaskRCNNBoxes, read_boxes
+
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not (run / "config_resolved.yaml").is_file() or not ckpts:
+        raise DatasetFormatError(run, "a run directory with config_resolved.yaml and checkpoints/*.ckpt (--extract-crops)")
+    cfg = OmegaConf.load(run / "config_resolved.yaml")
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("test")
+    eval_set = dm.eval_set
+    if eval_set.protocol != "image":
+        raise ConfigError(f"--extract-crops: {run} is tested under the {eval_set.protocol!r} protocol, not query/gallery")
+    split = eval_set.split
+    if boxes.startswith("maskrcnn:"):
+        detector = MaskRCNNBoxes(boxes.split(":", 1)[1], device=device)
+        raw = ImageDataset(split, build_test_transform(dm.image_size, mean=(0, 0, 0), std=(1, 1, 1)))
+        found = []
+        for i in range(len(split)):  # detector boxes in the resized frame, mapped back to the image's pixels
+            img = raw.load(i)
+            box = detector([raw.transform(img)])[0]
+            sx, sy = img.size[0] / dm.image_size[1], img.size[1] / dm.image_size[0]
+            found.append(None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+    else:
+        table = read_boxes(boxes)
+        found = [table.get(Path(p).name) for p in split.paths]
+    arr = np.array([[-1, -1, -1, -1] if b is None else [int(b[0]), int(b[1]), int(round(b[2])), int(round(b[3]))]
+                    for b in found], dtype=np.int64)
+    model = get_class(cfg.model._target_).load_from_checkpoint(str(ckpts[-1]), map_location=device, weights_only=False)
+    model.eval()
+    ds = ImageDataset(dataclasses.replace(split, boxes=arr), build_test_transform(dm.image_size))
+    parts: list[torch.Tensor] = []
+    with torch.no_grad():
+        for batch in DataLoader(ds, batch_size=int(cfg.data.get("eval_batch_size", 64))):
+            named = model.extract_eval_features(batch["image"].to(device))
+            if model._feature_layout is None:
+                model._feature_layout = [(k, int(v.shape[1])) for k, v in named.items()]
+            parts.append(model.feature_combinations(named, study=False)[model.main_feature].cpu())
+    out = save_features(from_eval_set(torch.cat(parts), eval_set, model.eval_cfg["metric"]), run / "crop_features.npz")
+    print(f"cropped-image features of {len(split)} images ({int((arr[:, 0] >= 0).sum())} with a box): {out}")
+    return out
+
+
 def _overrides(sets: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in sets:
@@ -125,6 +183,10 @@ def format_table(columns: list[dict[str, Any]], title: str = "") -> str:
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     paths = [resolve_features(p) for p in args.inputs]
     sets = [load_features(p) for p in paths]
+    if args.extract_crops:
+        if args.crop:
+            raise ConfigError("--crop and --extract-crops: give one of them")
+        args.crop = [str(extract_crop_features(Path(r), args.extract_crops, args.device)) for r in args.inputs]
     if args.crop:
         if len(args.crop) != len(sets):
             raise ConfigError(f"--crop: expected one file per input ({len(sets)}), got {len(args.crop)}")
