@@ -1,9 +1,10 @@
 """The results writer: the files a test leaves in its run (or stage) directory.
 
 On ``on_test_end`` (rank 0) it writes ``test_results.json`` (the module's test metrics, every feature
-combination), the rank-list picture and the method's own figures (``ReIDModule.make_figures``) into
-the run (or stage) directory: the LightningModule computes, this callback writes. The run-level
-``results.json`` and the printed table come from :mod:`vreid_lightning.runner.results`.
+combination), the rank-list picture, the CMC curve (``cmc.png``) and the method's own figures
+(``ReIDModule.make_figures``) into the run (or stage) directory: the LightningModule computes, this
+callback writes. The run-level ``results.json`` and the printed table come from
+:mod:`vreid_lightning.runner.results`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class ResultsWriter(L.Callback):
 
             made.append(save_test_rank_list(last["features"], last["eval_set"], pl_module.eval_cfg["metric"], n,
                                             out / "rank_list.png"))
+        if last is not None:  # the CMC curve of every test (reports / wandb media)
+            from vreid_lightning.viz.cmc import save_test_cmc
+
+            made.append(save_test_cmc(last["features"], last["eval_set"], pl_module.eval_cfg["metric"], out / "cmc.png"))
         if self.figures and hasattr(pl_module, "make_figures"):
             made += list(pl_module.make_figures(trainer.datamodule, out, trainer.ckpt_path) or [])
         return made

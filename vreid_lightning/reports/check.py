@@ -56,6 +56,8 @@ def check_rows(spec_path: str | Path, include_missing: bool = False) -> list[tup
                 continue
             name = f"{spec.path}: {table.key} / {' '.join(row.labels)}"
             for exp in table.row_experiments(row):
+                if exp == "*":  # any run: nothing to compose
+                    continue
                 if not (CONF_DIR / "experiment" / f"{exp}.yaml").is_file():
                     if include_missing:
                         out.append((f"{name} [{exp}]: no experiment conf/experiment/{exp}.yaml", False))

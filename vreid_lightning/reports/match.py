@@ -74,7 +74,8 @@ def _row_value(run: Run, row: Row, path: str) -> Any:
 
 
 def _matches(table: PaperTable, row: Row, run: Run) -> bool:
-    if not row.reproduce or run.experiment not in table.row_experiments(row):
+    exps = table.row_experiments(row)
+    if not row.reproduce or ("*" not in exps and run.experiment not in exps):
         return False
     if any(not same_value(v, run.config_value(k)) for k, v in row.constraints().items()):
         return False

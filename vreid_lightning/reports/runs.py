@@ -68,8 +68,8 @@ def _key_order(k: str) -> tuple[int, float, str]:
 
 def lookup(tree: Any, path: str) -> Any:
     """The value at a dotted ``path`` in nested dicts (MISSING if absent). ``#i`` picks the i-th key in
-    increasing numeric order (``#-1``: the last); ``*`` maps the rest of the path over a list
-    (``data.extra_sources.*.dataset`` -> ``["veri", "vehicleid"]``)."""
+    increasing numeric order (``#-1``: the last), or the i-th item of a list; ``*`` maps the rest of the
+    path over a list (``data.extra_sources.*.dataset`` -> ``["veri", "vehicleid"]``)."""
     parts = [p for p in path.split(".") if p]
     node = tree
     for i, part in enumerate(parts):
@@ -78,6 +78,12 @@ def lookup(tree: Any, path: str) -> Any:
                 return MISSING
             rest = ".".join(parts[i + 1:])
             return [lookup(x, rest) for x in node]
+        if isinstance(node, list):  # a list: `i` or `#i` indexes it
+            try:
+                node = node[int(part.lstrip("#"))]
+            except (ValueError, IndexError):
+                return MISSING
+            continue
         if not isinstance(node, dict):
             return MISSING
         if part.startswith("#"):

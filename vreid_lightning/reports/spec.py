@@ -10,7 +10,8 @@ One YAML file per paper::
         caption: "..."                         # the paper's caption
         dataset: VeRi-776                      # the dataset the paper measured on
         units: fraction                        # fraction | percent | count: how the paper prints its numbers
-        experiments: {paper: ram_veri, synthetic: ram_synthetic}   # the experiments that reproduce it (or lists)
+        experiments: {paper: ram_veri, synthetic: ram_synthetic}   # the experiments that reproduce it (or
+                                               # lists; "*": any run, for outputs of a command, not a training)
         synthetic_world: the synthetic VeRi-layout world
         suite_note: "..."                      # optional: appended to the "Suite numbers from ..." line
         labels: [Model, Feature]               # the label columns
