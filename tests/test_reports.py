@@ -173,3 +173,44 @@ def test_check_composes_rows_and_names_the_broken_ones(tmp_path: Path):
     assert not result["typo"][1] and "does not compose" in result["typo"][0]
     assert not result["group"][1] and "without a 'match' entry" in result["group"][0]
     assert result["fine"][1]
+
+
+def _method_run(root: Path, name: str, exp: str, seed: int, mAP: float, params: int, stages: bool = False) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({"experiment": exp, "test": {"mAP": mAP, "rank1": mAP + 0.1,
+                                                                            "rank5": mAP + 0.2, "mINP": mAP / 2}}))
+    cfg = {"experiment_name": exp, "seed": seed, "backbone": {"name": "vgg_cnn_m", "width_mult": 0.25},
+           "data": {"image_size": [128, 128], "synthetic": {"layout": "veri", "ids": 100}}}
+    (d / "config_resolved.yaml").write_text(yaml.safe_dump(cfg))
+    fit = {"kind": "fit", "train_time_s": 10.0, "train_images": 640, "params": params, "feature_dim": 512}
+    test = {"kind": "test", "infer_time_s": 2.0, "infer_images": 400, "infer_images_per_s": 200.0, "params": params,
+            "feature_dim": 512}
+    if stages:  # a staged run: one efficiency.json per stage directory, summed by the reports
+        for s in ("a", "b"):
+            (d / "stages" / s).mkdir(parents=True)
+            (d / "stages" / s / "efficiency.json").write_text(json.dumps({"entries": [fit, test]}))
+    else:
+        (d / "efficiency.json").write_text(json.dumps({"entries": [fit, test], "train_time_s": 10.0,
+                                                       "train_images_per_s": 64.0, "infer_images_per_s": 200.0,
+                                                       "params": params, "feature_dim": 512}))
+
+
+def test_leaderboard_from_a_sweep_directory(tmp_path: Path):
+    from vreid_lightning.reports.hydra_callback import sweep_report
+
+    sweep = tmp_path / "leaderboard_synthetic" / "multiruns" / "t"
+    _method_run(sweep, "0", "baseline_synthetic", 0, 0.20, 1_500_000)
+    _method_run(sweep, "1", "baseline_synthetic", 1, 0.30, 1_500_000)
+    _method_run(sweep, "2", "ram_synthetic", 0, 0.40, 2_000_000, stages=True)
+    files = sweep_report(sweep, {"leaderboard": True, "name": "leaderboard"}, echo=False)
+    assert [f.name for f in files] == ["leaderboard.md", "leaderboard.csv"]
+    md = files[0].read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("| `")]
+    assert lines[0].startswith("| `ram_synthetic` | 1 | 40.0 | 50.0 | 60.0 | 20.0 | 2.000 | 512 | 20.0 | 64.0 | 200.0 |")
+    assert lines[1] == ("| `baseline_synthetic` | 2 | 25.0 ± 7.1 | 35.0 ± 7.1 | 45.0 ± 7.1 | 12.5 ± 3.5 | 1.500 | 512 "
+                        "| 10.0 ± 0.0 | 64.0 ± 0.0 | 200.0 ± 0.0 |")
+    assert "backbone `vgg_cnn_m`" in md and "input `[128, 128]`" in md
+    csv_lines = files[1].read_text().splitlines()
+    assert csv_lines[0].startswith("experiment,runs,seeds,mAP_mean,mAP_spread")
+    assert csv_lines[2].startswith("baseline_synthetic,2,0 1,0.25,0.0707107")
