@@ -473,9 +473,10 @@ def test_merge_disjoint_labels_offsets_and_source(tmp_path):
 def test_load_vehiclenet_uses_all_compcars_and_only_train_splits(tmp_path):
     roots = {"cityflow": write_cityflow(tmp_path / "AIC20_ReID"), "veri": write_veri(tmp_path / "VeRi"),
              "compcars": write_compcars(tmp_path / "CompCars")}
-    merged, summary = load_vehiclenet(roots, options={"compcars": {"missing_files": "skip"}})
-    assert [s["images"] for s in summary] == [36, 6, 6]  # CityFlow's validation ids are held out
-    assert merged.num_ids == 9 + 3 + 4 and len(merged) == 48
+    merged, summary = load_vehiclenet(roots)  # CompCars: missing files skipped and counted by default
+    assert [s["images"] for s in summary] == [48, 6, 6]  # as a source, CityFlow's whole labelled training set
+    assert merged.num_ids == 12 + 3 + 4 and len(merged) == 60
+    assert summary[2]["diagnostics"]["missing_files"] == 1  # reaches results.json's provenance.dataset.sources
     assert not any("image_query" in p or "image_test" in p for p in merged.paths)
 
 

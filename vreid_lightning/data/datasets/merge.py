@@ -118,7 +118,8 @@ def merge_datasets(datasets: list[ReIDDataset], split: str = "train",
         summary.append({"name": dataset.name, "root": str(dataset.root), "splits": used, "images": len(part),
                         "ids": part.num_ids,
                         "id_offset": id_offset, "camera_offset": camera_offset, "track_offset": track_offset,
-                        "attribute_classes": {f"{prefix}.{k}": v for k, v in dataset.attribute_classes.items()}})
+                        "attribute_classes": {f"{prefix}.{k}": v for k, v in dataset.attribute_classes.items()},
+                        "diagnostics": dict(dataset.diagnostics)})
         id_offset += id_span
         camera_offset += camera_span
         track_offset += track_span
