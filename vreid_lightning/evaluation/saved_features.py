@@ -118,6 +118,10 @@ def load_features(path: str | Path) -> FeatureSet:
     return FeatureSet(views, sides["query"], sides["gallery"], metric, source=str(path))
 
 
+def _names(paths: np.ndarray) -> np.ndarray:
+    return np.asarray([Path(str(p)).name for p in paths], dtype=np.str_)
+
+
 def check_aligned(sets: list[FeatureSet]) -> None:
     """Every set must describe the same images in the same order (row counts, ids, cameras, paths)."""
     first = sets[0]
@@ -130,7 +134,8 @@ def check_aligned(sets: list[FeatureSet]) -> None:
         for side in ("query", "gallery"):
             a, b = getattr(first, side), getattr(fs, side)
             for k in ("ids", "cams", "paths"):
-                if not np.array_equal(a[k], b[k]):
-                    bad = int(np.flatnonzero(a[k] != b[k])[0])
+                x, y = (_names(a[k]), _names(b[k])) if k == "paths" else (a[k], b[k])  # the same images anywhere
+                if not np.array_equal(x, y):
+                    bad = int(np.flatnonzero(x != y)[0])
                     raise DatasetFormatError(name(fs, i), f"the same {side} {k} as {name(first, 0)} in the same order",
                                              got=f"a different value at {side} row {bad}")
