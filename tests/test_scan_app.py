@@ -81,6 +81,7 @@ def test_paper_settings_compose(tmp_path: Path):
     assert cfg.data.batch_size == 64 and cfg.data.sampler == "pk" and cfg.data.batch_size % cfg.data.num_instances == 0
     assert (cfg.model.loss.ce_weight, cfg.model.loss.triplet_weight, cfg.model.loss.margin) == (1.0, 1.0, 0.3)
     assert cfg.model.evaluation.metric == "euclidean"
+    assert cfg.trainer.max_steps == 30000 and cfg.trainer.max_epochs == -1  # counted in iterations
     vid = compose(["+experiment=scan_vehicleid"], tmp_path)
     assert list(vid.data.test_sizes) == [800, 1600, 2400] and vid.data.protocol_options.repeats == 10
 
