@@ -1,12 +1,15 @@
 """What a trained SCAN model's attention does on the evaluation images: one PNG, one JSON of numbers.
 
-    python experiments/scan/attention_study.py RUN_DIR [--out DIR] [--images 256]
+    python experiments/scan/attention_study.py RUN_DIR [--out DIR] [--images 256] [--ablate]
 
 RUN_DIR is a finished SCAN run (its ``config_resolved.yaml`` and ``checkpoints/last.ckpt``). The figure
 shows (a) the mean SAB weight map over the images and (b) its spread across images at each position
 (image-specific attention shows as spread), (c) the CAB weights of 32 images x all channels, channels
 sorted by their mean weight, and (d) each channel's spread across images against its mean. The numbers:
-the SAB's range, the share of its variance that is image-specific, and the same for the CAB.
+the SAB's range, the share of its variance that is image-specific, and the same for the CAB. With
+``--ablate``, the test protocol is also run with each branch's output frozen to its mean over the images
+(``sab_mean_map``: the same map for every image; ``sab_constant``: one value everywhere; ``cab_mean``: the
+same channel weights for every image; ``cab_constant``) to measure what the image-specific part adds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from vreid_lightning.data.datamodule import ImageDataset
 from vreid_lightning.data.transforms import build_test_transform
 from vreid_lightning.methods.scan import SCANModule
 
-__all__ = ["attention_statistics", "main"]
+__all__ = ["attention_statistics", "ablation_metrics", "main"]
 
 
 @torch.no_grad()
@@ -42,6 +45,42 @@ def attention_statistics(model: SCANModule, images: torch.Tensor, batch: int = 6
             "channel": np.concatenate(channel) if channel else None}
 
 
+@torch.no_grad()
+def ablation_metrics(model: SCANModule, dm, stats: dict[str, np.ndarray], batch: int = 128) -> dict[str, dict[str, float]]:
+    """Test-protocol metrics of ``model`` with each branch's output replaced by its mean over ``stats``."""
+    from vreid_lightning.methods.base import run_protocol
+
+    att = model.net.attention
+    split = dm.eval_set.split
+    ds = ImageDataset(split, build_test_transform(dm.image_size))
+    variants: dict[str, tuple[str, torch.Tensor] | None] = {"full": None}
+    if stats["spatial"] is not None:
+        s = torch.as_tensor(stats["spatial"])
+        variants["sab_mean_map"] = ("spatial", s.mean(0)[None, None])
+        variants["sab_constant"] = ("spatial", s.mean().reshape(1, 1, 1, 1))
+    if stats["channel"] is not None:
+        c = torch.as_tensor(stats["channel"])
+        variants["cab_mean"] = ("channel", c.mean(0)[None, :, None, None])
+        variants["cab_constant"] = ("channel", c.mean().reshape(1, 1, 1, 1).expand(1, c.shape[1], 1, 1))
+    out: dict[str, dict[str, float]] = {}
+    model.eval()
+    for name, frozen in variants.items():
+        branch = getattr(att, frozen[0]) if frozen else None
+        if frozen:
+            value = frozen[1]
+            branch.forward = lambda f, v=value: v.expand(f.shape[0], v.shape[1], *(f.shape[2:] if v.shape[2] > 1 else (1, 1)))
+        feats = []
+        for i in range(0, len(split), batch):
+            x = torch.stack([ds[j]["image"] for j in range(i, min(i + batch, len(split)))])
+            feats.append(model.net(x).features[model.net.feature_name])
+        if frozen:
+            del branch.forward
+        res = run_protocol(torch.cat(feats), dm.eval_set, model.eval_cfg["metric"])
+        out[name] = {k: float(res[k]) for k in ("mAP", "rank1", "rank5")}
+        print(name, out[name])
+    return out
+
+
 def _share_image_specific(x: np.ndarray) -> float:
     """Variance across images (per position/channel, averaged) over the total variance."""
     flat = x.reshape(len(x), -1)
@@ -54,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory)")
     ap.add_argument("--images", type=int, default=256, help="evaluation images used")
+    ap.add_argument("--ablate", action="store_true", help="also evaluate with each branch frozen to its mean")
     args = ap.parse_args(argv)
     cfg = OmegaConf.load(args.run_dir / "config_resolved.yaml")
     model = SCANModule.load_from_checkpoint(args.run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
@@ -105,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(out / "attention_study.png", format="png")
+    if args.ablate:
+        numbers["ablation"] = ablation_metrics(model, dm, stats)
     (out / "attention_study.json").write_text(json.dumps(numbers, indent=2))
     print(json.dumps(numbers, indent=2))
     print(f"wrote {out / 'attention_study.png'}")
