@@ -284,7 +284,7 @@ class KReciprocalIndex:
             src = near[s:e].reshape(-1)
             owner_row = torch.arange(s, e, device=rows.device).repeat_interleave(kq)
             pos, owner = _expand(ptr, src)
-            keys, order = torch.sort(owner_row[owner] * n + cols[pos])
+            keys, order = torch.sort(owner_row[owner] * n + cols[pos], stable=True)  # sums in rank order, as np.mean
             new = torch.ones_like(keys, dtype=torch.bool)
             new[1:] = keys[1:] != keys[:-1]
             seg = torch.cumsum(new, 0) - 1
