@@ -247,3 +247,19 @@ def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: P
     changed = ~np.isclose(crop.views[""][0], fs.views[""][0], atol=1e-5).all(axis=1)
     assert changed[:3].all() and not changed[3:].any()  # only the images with a box differ
     assert json.loads((tmp_path / "pp_crop" / "results.json").read_text())["steps"] == {"crop": {}}
+
+
+def test_camera_model_loss_and_camera_less_data():
+    from vreid_lightning.methods.camera import CameraModule
+
+    torch.manual_seed(0)
+    model = CameraModule({"name": "vgg_cnn_m", "pretrained": False, "width_mult": 0.125, "norm": "bn"}, num_cameras=3,
+                         optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3})
+    images = torch.randn(4, 3, 64, 64)
+    loss, parts, logits = model.training_loss({"image": images, "camid": torch.tensor([1, 2, 1, 2])})
+    assert logits.shape == (4, 3) and loss.item() > 0 and "ce" in parts
+    assert model.extract(images)["cam"].shape[0] == 4
+    with pytest.raises(ConfigError, match="no camera labels"):
+        model.training_loss({"image": images, "camid": torch.tensor([-1, -1, 1, 2])})
+    with pytest.raises(ConfigError, match="num_cameras=3"):
+        model.training_loss({"image": images, "camid": torch.tensor([1, 3, 1, 2])})
