@@ -62,14 +62,14 @@ def sweep_report(sweep_dir: str | Path, report: dict[str, Any] | None, wandb_cfg
         rep = paper_report(_resolve_spec(str(report["paper_tables"])), runs, list(tables) if tables else None)
         name = str(report.get("name") or "paper_tables")
         files = write_report(sweep_dir, rep, name)
-        text, table_rows = rep.markdown, _paper_rows(rep)
+        text, table_rows = rep.markdown, _csv_rows(rep.csv)
     else:
         board = leaderboard_report(runs)
         name = str(report.get("name") or ("leaderboard" if report.get("leaderboard") else "sweep_summary"))
         files = [sweep_dir / f"{name}.md", sweep_dir / f"{name}.csv"]
         files[0].write_text(f"# {name}\n\n{board.markdown}\n")
         files[1].write_text(board.csv)
-        text, table_rows = board.markdown, _board_rows(board)
+        text, table_rows = board.markdown, _csv_rows(board.csv)
     if echo:
         print(f"\n{text}\n\nSweep table: {files[0].resolve()}")
     if wandb_cfg is not None:
@@ -79,19 +79,12 @@ def sweep_report(sweep_dir: str | Path, report: dict[str, Any] | None, wandb_cfg
     return files
 
 
-def _paper_rows(rep: Any) -> tuple[list[str], list[list[Any]]]:
+def _csv_rows(text: str) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of a CSV text: the wandb.Table of a sweep's table."""
     import csv
     import io
 
-    rows = list(csv.reader(io.StringIO(rep.csv)))
-    return rows[0], rows[1:]
-
-
-def _board_rows(board: Any) -> tuple[list[str], list[list[Any]]]:
-    import csv
-    import io
-
-    rows = list(csv.reader(io.StringIO(board.csv)))
+    rows = list(csv.reader(io.StringIO(text)))
     return rows[0], rows[1:]
 
 

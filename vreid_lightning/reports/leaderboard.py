@@ -41,6 +41,7 @@ _CONSTANT = ("params", "feature_dim")
 SHARED: tuple[tuple[str, str], ...] = (
     ("backbone", "backbone.name"), ("width", "backbone.width_mult"), ("input", "data.image_size"),
     ("world", "data.synthetic"), ("train batches/epoch", "trainer.limit_train_batches"),
+    ("steps per stage (cap)", "trainer.max_steps"),
 )
 
 
@@ -107,8 +108,8 @@ def leaderboard_report(runs: list[Run]) -> Leaderboard:
     intro = [f"{len(runs)} runs of {len(rows)} methods; mean ± sample standard deviation over each method's seeds."]
     if shared:
         intro.append("Shared: " + "; ".join(shared) + ".")
-    md = "\n".join([LB_BEGIN, "", " ".join(intro), "", *(environment_lines(runs) and [*environment_lines(runs), ""]),
-                    *lines, "", LB_END])
+    env = environment_lines(runs)
+    md = "\n".join([LB_BEGIN, "", " ".join(intro), "", *([*env, ""] if env else []), *lines, "", LB_END])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["experiment", "runs", "seeds", *(f"{k}_{s}" for k, *_ in LEADERBOARD_COLUMNS for s in ("mean", "spread"))])
