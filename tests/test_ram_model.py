@@ -135,7 +135,12 @@ def test_conv_branch_uses_vgg_head_and_pool():
     torch.manual_seed(0)
     backbone = TinyBackbone()
     fc6, fc7 = backbone.head[2], backbone.head[5]
-    model = RAMNet(backbone, NUM_CLASSES, ATTRS, branches=("conv",), fc_dims=(99, 99))
+    from vreid_lightning.errors import ConfigError
+
+    for key, value in (("fc_dims", (99, 99)), ("pool_size", 5)):  # keys with no effect beside a VGG head
+        with pytest.raises(ConfigError, match=f"model.net.{key}=.*has no effect"):
+            RAMNet(backbone, NUM_CLASSES, ATTRS, branches=("conv",), **{key: value})
+    model = RAMNet(backbone, NUM_CLASSES, ATTRS, branches=("conv",))
     assert model.conv.fc1[0] is fc6 and model.conv.fc2[0] is fc7
     assert isinstance(model.conv.pool[0], nn.MaxPool2d)
     assert backbone.head is None  # moved, so each parameter has one name

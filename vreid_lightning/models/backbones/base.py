@@ -6,7 +6,27 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "take_head"]
+
+
+def take_head(backbone: nn.Module) -> nn.Sequential | None:
+    """Hand a backbone's VGG ``head`` over to a method that makes it its own layers (RAM's Conv branch).
+
+    Returns the head (or ``None`` for a backbone without one) and detaches it from the backbone, so
+    every parameter has one name in the method's state dict. The trunk (``forward``) is untouched.
+
+    Raises:
+        ValueError: the head was already handed to another model (build one backbone per model).
+    """
+    head = getattr(backbone, "head", None)
+    if head is None:
+        if getattr(backbone, "_head_taken", False):
+            raise ValueError("this backbone's VGG head already belongs to another model; build a fresh backbone "
+                             "per model (carry trained weights with load_previous_stage)")
+        return None
+    backbone.head = None
+    backbone._head_taken = True
+    return head
 
 
 class Backbone(nn.Module):
@@ -34,6 +54,15 @@ class Backbone(nn.Module):
         self.head = None
         self.head_dim = None
         self.head_pool_size = None
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The convolutional trunk: this module's ``forward`` (images -> last conv map)."""
+        return self
+
+    def take_head(self) -> nn.Sequential | None:
+        """Hand the VGG head over to the method that uses it (see :func:`take_head`)."""
+        return take_head(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Map images (B, 3, H, W) to the last conv feature map (B, out_channels, h, w)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,7 +57,15 @@ def build_backbone(
     """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone '{name}'. Known backbones: {', '.join(sorted(BACKBONES))}")
-    backbone = BACKBONES[name](pretrained=bool(pretrained) and weights is None, **kwargs)
+    try:
+        backbone = BACKBONES[name](pretrained=bool(pretrained) and weights is None, **kwargs)
+    except TypeError as e:  # a key with no effect is an error, not a silent no-op (nor a traceback)
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad is None:
+            raise
+        from vreid_lightning.errors import ConfigError
+
+        raise ConfigError(f"backbone.{bad.group(1)}: the {name} backbone takes no option {bad.group(1)!r}") from None
     if weights is not None:
         load_into(backbone, read_state_dict_file(weights), strict=strict, source=os.fspath(weights))
     return backbone
