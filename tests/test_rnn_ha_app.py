@@ -43,11 +43,11 @@ def _overrides(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
         keep.append("backbone.norm=bn")
     if name.startswith("rnn_ha_veri"):
         return keep + loader + [f"data.root={veri_world}"]
-    if name.startswith("rnn_ha_vehicleid"):
+    if "vehicleid" in name:
         from vreid_lightning.data.datasets import load_dataset
 
         sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
-        return keep + loader + [f"data.root={vehicleid_world}", f"data.test_sizes=[{','.join(sizes)}]",
+        return keep + loader + [f"data.root={vehicleid_world}", "data.synthetic=null", f"data.test_sizes=[{','.join(sizes)}]",
                                 "data.protocol_options.repeats=2"]
     return RNN_HA_TINY + ["backbone.norm=bn"]
 

@@ -2,7 +2,7 @@
 
 False positives (a gallery image of another identity ranked above or among the true matches) get a
 thicker red frame than the green one of a true match, so failure cases read at a glance (RNN-HA Fig. 4:
-"Red boxes denote false positives"; VehicleNet Fig. 6). A legend line above the rows says so.
+"Red boxes denote false positives"; VehicleNet Fig. 6); ``legend=True`` adds a colour key above the rows.
 """
 
 from __future__ import annotations
