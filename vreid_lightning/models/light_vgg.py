@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from vreid_lightning.errors import ConfigError
+from vreid_lightning.models.backbones.base import take_head
 from vreid_lightning.models.layers import Classifier, init_fc
 from vreid_lightning.models.scan import SCAN
 
@@ -67,8 +68,7 @@ class LightVGGNet(nn.Module):
             raise ConfigError(f"model.net.feat_dim must be >= 1, got {feat_dim}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout}")
-        if getattr(backbone, "head", None) is not None:
-            backbone.head = None  # sec. 4.1: "replace all fully connected layers ... with a 512-D layer"
+        take_head(backbone)  # sec. 4.1: "replace all fully connected layers ... with a 512-D layer": fc6/fc7 go
         self.backbone = backbone
         channels = int(backbone.out_channels)
         self.attention = None if not attention else SCAN(
