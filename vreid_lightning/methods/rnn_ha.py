@@ -95,7 +95,6 @@ class RNNHAModule(ReIDModule):
                             num_model_classes=int(attribute_classes[model_level]), **dict(net or {}))
         self.num_figures = int(figures)
         self.rank_list_counts = (int(rank_list[0]), int(rank_list[1]))
-        self._last_eval: tuple[Tensor, Any] | None = None
 
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -118,7 +117,6 @@ class RNNHAModule(ReIDModule):
     def extra_metrics(self, feats: dict[str, Tensor], eval_set: Any) -> dict[str, float]:
         """``model_acc``: model-level top-1 accuracy of ``o1``'s classifier over the evaluation images
         that carry a model-level label seen in training (VeRi: every test image's type)."""
-        self._last_eval = (self._concat([feats["o2"]]), eval_set)
         dm = self.trainer.datamodule
         values = eval_set.split.attributes.get(self.model_level)
         if values is None or not hasattr(dm, "train_split"):
@@ -137,8 +135,9 @@ class RNNHAModule(ReIDModule):
         paths = []
         if self.num_figures > 0 and self.net.attention is not None:
             paths.append(self.attention_figure(dm, Path(out) / "attention_maps.png"))
-        if sum(self.rank_list_counts) > 0 and self._last_eval is not None:
-            paths.append(self.rank_list_figure(*self._last_eval, Path(out) / "rank_list_top5.png"))
+        last = self.last_test_eval  # the tested main feature (o2, normalised) and its eval set, kept by the base
+        if sum(self.rank_list_counts) > 0 and last is not None:
+            paths.append(self.rank_list_figure(last["features"], last["eval_set"], Path(out) / "rank_list_top5.png"))
         return paths
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vreid_lightning.models.backbones.base import take_head
 from vreid_lightning.models.layers import Classifier
 
 __all__ = [
@@ -44,15 +45,11 @@ ATTENDED_POOLS: tuple[str, ...] = ("mean", "sum")
 
 
 def detach_head(backbone: nn.Module) -> nn.Module:
-    """Keep only the conv trunk of a backbone: its FC head (VGG fc6/fc7), if any, is dropped.
+    """Keep only the conv trunk of a backbone: its FC head (VGG fc6/fc7), if any, is taken off and dropped.
 
     RNN-HA sec. 3.1: "we discard fully connected layers, and utilize convolutional activations".
-    Uses the backbone's own ``take_head()`` when it has one, else sets ``backbone.head = None``.
     """
-    if hasattr(backbone, "take_head"):
-        backbone.take_head()
-    elif getattr(backbone, "head", None) is not None:
-        backbone.head = None
+    take_head(backbone)
     return backbone
 
 
