@@ -217,6 +217,19 @@ def test_eval_model_labels_use_the_training_class_numbering():
     assert eval_model_labels(np.array([-1, -1]), np.array([1, 2])).tolist() == [-1, -1]
 
 
+def test_model_level_accuracy_counts_only_images_with_a_known_label():
+    from vreid_lightning.methods.rnn_ha import model_level_accuracy
+
+    train = np.array([7, 3, 9])                      # classes 3 -> 0, 7 -> 1, 9 -> 2
+    logits = torch.tensor([[0.0, 1.0, 0.0],          # predicts 7: right
+                           [1.0, 0.0, 0.0],          # predicts 3, label 9: wrong
+                           [0.0, 0.0, 1.0],          # label unseen in training (5): not counted
+                           [1.0, 0.0, 0.0]])         # unlabelled (-1): not counted
+    got = model_level_accuracy(logits, train, np.array([7, 9, 5, -1]))
+    assert got == {"model_acc": 0.5, "model_acc_images": 2.0}
+    assert model_level_accuracy(logits, train, np.array([-1, -1, 5, 5])) == {}
+
+
 # ------------------------------------------------------------------ Fig. 4 rank lists
 def test_select_queries_successes_then_failures_one_per_identity():
     from vreid_lightning.viz.ranklist import select_queries

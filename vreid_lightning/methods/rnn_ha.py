@@ -24,7 +24,7 @@ from vreid_lightning.methods.base import ReIDModule
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.rnn_ha import RNNHANet
 
-__all__ = ["RNNHAModule", "eval_model_labels"]
+__all__ = ["RNNHAModule", "eval_model_labels", "model_level_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,20 @@ def eval_model_labels(train_values: np.ndarray, eval_values: np.ndarray) -> np.n
         return np.full(values.shape, -1, dtype=np.int64)
     pos = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
     return np.where((values >= 0) & (classes[pos] == values), pos, -1)
+
+
+def model_level_accuracy(logits: Tensor, train_values: np.ndarray, eval_values: np.ndarray) -> dict[str, float]:
+    """Top-1 accuracy of model-level ``logits`` (N, C) against the evaluation images' labels (raw dataset
+    values, numbered as the training classes), over the images whose label was seen in training.
+
+    Returns ``{"model_acc": accuracy, "model_acc_images": count}``, or ``{}`` when no image qualifies.
+    """
+    labels = torch.as_tensor(eval_model_labels(train_values, eval_values))
+    known = labels >= 0
+    if not bool(known.any()):
+        return {}
+    pred = logits.argmax(dim=1).cpu()
+    return {"model_acc": float((pred[known] == labels[known]).float().mean()), "model_acc_images": float(known.sum())}
 
 
 class RNNHAModule(ReIDModule):
@@ -121,13 +135,7 @@ class RNNHAModule(ReIDModule):
         values = eval_set.split.attributes.get(self.model_level)
         if values is None or not hasattr(dm, "train_split"):
             return {}
-        labels = torch.as_tensor(eval_model_labels(dm.train_split.attributes[self.model_level], values))
-        known = labels >= 0
-        if not bool(known.any()):
-            return {}
-        pred = feats[_LOGITS].argmax(dim=1).cpu()
-        return {"model_acc": float((pred[known] == labels[known]).float().mean()),
-                "model_acc_images": float(known.sum())}
+        return model_level_accuracy(feats[_LOGITS], dm.train_split.attributes[self.model_level], values)
 
     # ------------------------------------------------------------------ figures
     def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
