@@ -1,6 +1,6 @@
 """CMC curves: the probability that a true match is within the top k, for k = 1..K (PNG).
 
-``test_cmc_curves(features, eval_set, metric)`` computes the curves of a test the way the evaluator
+``eval_set_cmc_curves(features, eval_set, metric)`` computes the curves of a test the way the evaluator
 scores it (the same exact chunked ranking, ``evaluation.features.evaluate_features``): one curve for
 an image-to-image protocol (junk removed), one per test size for VehicleID (the mean over the
 protocol's repeated random galleries). ``save_cmc_curve`` draws them; the results writer calls
@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["test_cmc_curves", "save_cmc_curve", "save_test_cmc"]
+__all__ = ["eval_set_cmc_curves", "save_cmc_curve", "save_test_cmc"]
 
 
-def test_cmc_curves(feats: torch.Tensor, eval_set: Any, metric: str, max_rank: int = 50) -> dict[str, np.ndarray]:
+def eval_set_cmc_curves(feats: torch.Tensor, eval_set: Any, metric: str, max_rank: int = 50) -> dict[str, np.ndarray]:
     """CMC curves (fractions, rank 1..K) of features whose rows are ``eval_set.split``'s."""
     from vreid_lightning.evaluation.features import evaluate_features
     from vreid_lightning.evaluation.protocols import vehicleid_draw
@@ -87,4 +87,4 @@ def save_cmc_curve(curves: Mapping[str, Sequence[float]], path: str | Path, titl
 def save_test_cmc(feats: torch.Tensor, eval_set: Any, metric: str, path: str | Path, title: str = "CMC (test)",
                   max_rank: int = 50) -> Path:
     """The test's CMC curve(s) as ``path`` (PNG)."""
-    return save_cmc_curve(test_cmc_curves(feats, eval_set, metric, max_rank), path, title)
+    return save_cmc_curve(eval_set_cmc_curves(feats, eval_set, metric, max_rank), path, title)
