@@ -136,3 +136,10 @@ class VehicleNetModule(ReIDModule):
                                         identities=self.num_figures, per_identity=self.figure_images)]
         ranks = save_viewpoint_rank_lists(self, dm, Path(out) / "rank_list_viewpoints.png")
         return paths + ([ranks] if ranks is not None else [])
+
+    @classmethod
+    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: dict[str, str | None]) -> Path | None:
+        """Fig. 8: the training losses of the stages (from the CSV logs; None without them)."""
+        from vreid_lightning.viz.vehiclenet import save_stage_losses
+
+        return save_stage_losses(out, list(stage_ckpts), Path(out) / "training_losses.png")

@@ -4,7 +4,8 @@ Fig. 7 (sec. V-C, "following [38], [61]"): the network activation before the poo
 few images of the same identity per row, overlaid on the images. Fig. 6: top-5 retrieval for queries
 seen from four viewpoints (front, overhead, rear, side); viewpoints are known for synthetic worlds
 (:func:`vreid_lightning.data.synthetic.synthetic_viewpoints`), otherwise the first queries of distinct
-identities are shown and labelled "viewpoint unknown".
+identities are shown and labelled "viewpoint unknown". Fig. 8: the training loss of each stage, read
+from the run's CSV logs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["save_activation_figure", "save_viewpoint_rank_lists", "pick_identity_images", "pick_viewpoint_queries",
-           "FIG6_VIEWPOINTS"]
+           "save_stage_losses", "read_losses", "FIG6_VIEWPOINTS"]
 
 FIG6_VIEWPOINTS = ("front", "overhead", "rear", "side")  # Fig. 6, in the paper's order
 
@@ -168,4 +169,46 @@ def _label_rows(path: Path, labels: list[str], margin: int = 84) -> Path:
     for i, text in enumerate(labels):
         draw.text((4, int(i * row_h + row_h / 2) - 6), text, fill=(0, 0, 0))
     canvas.save(path)
+    return path
+
+
+def read_losses(stage_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, train/loss) from a stage's CSV log (``<stage_dir>/csv/**/metrics.csv``), or None."""
+    import csv
+
+    files = sorted(Path(stage_dir).glob("csv/**/metrics.csv"))
+    if not files:
+        return None
+    steps, losses = [], []
+    with open(files[-1], newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("train/loss"):
+                steps.append(int(row["step"]))
+                losses.append(float(row["train/loss"]))
+    return (np.asarray(steps), np.asarray(losses)) if steps else None
+
+
+def save_stage_losses(run_dir: str | Path, stages: list[str], path: str | Path) -> Path | None:
+    """Fig. 8: the training loss of each stage against its training steps, one panel per stage."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves = {s: read_losses(Path(run_dir) / "stages" / s) for s in stages}
+    curves = {s: c for s, c in curves.items() if c is not None}
+    if not curves:
+        return None
+    fig = Figure(figsize=(4.0 * len(curves), 3.0), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (stage, (steps, loss)) in zip(axes, curves.items()):
+        ax.plot(steps, loss, linewidth=1.2)
+        ax.set_title(f"{stage}: training loss", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("cross-entropy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
     return path
