@@ -85,7 +85,7 @@ def test_synthetic_world_is_cached_and_regenerated_on_change(tmp_path: Path):
 
 def test_extra_sources_merge_with_disjoint_labels(veri_world: Path, vehicleid_world: Path):
     """VehicleNet-style training set: the target's train split plus other sources' training splits."""
-    dm = ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, attributes=[],
+    dm = ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, attributes=[], source_splits="train",
                         extra_sources=[{"dataset": "vehicleid", "root": str(vehicleid_world)}])
     dm.setup("fit")
     veri_train = dm.dataset.train
