@@ -55,7 +55,8 @@ def alone_table() -> str:
 
 def main() -> None:
     body = (HERE / "notes.md").read_text().format(
-        table=cumulative_table(), table_tw=cumulative_table("with_time_window"), alone=alone_table())
+        table=cumulative_table(), table_tw=cumulative_table("with_time_window"), table_noqe=cumulative_table("no_qe"),
+        alone=alone_table())
     section = f"{START}\n{body.rstrip()}\n{END}"
     text = README.read_text() if README.is_file() else "# VehicleNet (Zheng et al., TMM 2020)\n\n"
     if START in text:

@@ -13,5 +13,6 @@ for s in 0 1; do
     nice -n 10 python -m vreid_lightning.evaluate $A --steps $step --out $OUT/seed$s/alone_$step > /dev/null
   done
   nice -n 10 python -m vreid_lightning.evaluate $A $B --steps ensemble,qe,camera_verification,time_window,rerank --cumulative --out $OUT/seed$s/with_time_window > /dev/null
+  nice -n 10 python -m vreid_lightning.evaluate $A $B --steps ensemble,camera_verification,rerank --cumulative --out $OUT/seed$s/no_qe > /dev/null
 done
 echo done
