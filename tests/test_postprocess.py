@@ -263,3 +263,10 @@ def test_camera_model_loss_and_camera_less_data():
         model.training_loss({"image": images, "camid": torch.tensor([-1, -1, 1, 2])})
     with pytest.raises(ConfigError, match="num_cameras=3"):
         model.training_loss({"image": images, "camid": torch.tensor([1, 3, 1, 2])})
+
+
+def test_detector_without_weights_names_the_file(tmp_path: Path):
+    from vreid_lightning.evaluation.tta import MaskRCNNBoxes
+
+    with pytest.raises(ConfigError, match="no Mask R-CNN weights file at .*missing.pth"):
+        MaskRCNNBoxes(tmp_path / "missing.pth")
