@@ -36,6 +36,30 @@ TINY = [
 ]
 
 
+_ABSENT = object()
+
+
+def tiny_for(experiment: str, extra: list[str] | None = None) -> list[str]:
+    """``TINY`` for one experiment: only the shrinking keys its composed config has.
+
+    The suite refuses keys that have no effect (a RAM-only ``model.net.region_fc_dims`` on SCAN, a
+    ``backbone.width_mult`` on ResNet-50), so each experiment gets the subset of ``TINY`` that exists in
+    its own config, found from the config itself rather than from the experiment's name.
+    """
+    from omegaconf import OmegaConf
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = compose([f"+experiment={experiment}", *(extra or [])], Path(d))
+    keep = []
+    for o in TINY:
+        key = o.split("=", 1)[0]
+        if "." not in key or OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
+            keep.append(o)
+    return keep
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One synthetic-world cache for the whole session (worlds are generated once)."""
