@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vreid_lightning.callbacks.checkpoint import has_held_out_split
+from vreid_lightning.callbacks.checkpoint import has_held_out_split, read_checkpoint
 from vreid_lightning.runner.checks import apply_batch_semantics, check_config
 from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fit_and_test, make_trainer
 from vreid_lightning.runner.results import format_results_table, summary, test_record, write_results
@@ -87,6 +87,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not stages:
         model = build_model(cfg, dm, None)
         ckpt = (last_checkpoint(out) if resuming else None) or cfg.get("ckpt_path")
+        if resuming and ckpt:
+            read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
         res, record = fit_and_test(cfg, dm, model, out, None, ckpt)
         results.update(test_record(res))
         results["tested_checkpoint"] = record

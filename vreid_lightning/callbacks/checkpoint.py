@@ -104,6 +104,7 @@ class LastCheckpoint(L.Callback):
         self.filename = filename
         self.output_dir: str | None = None
         self._pending_rng: dict[str, Any] | None = None
+        self._at_epoch_start = False
         self.last_path: str | None = None
 
     @property
@@ -129,15 +130,62 @@ class LastCheckpoint(L.Callback):
         if self._pending_rng is not None:  # resumed: continue the random streams where they stopped
             _set_rng_states(self._pending_rng)
             self._pending_rng = None
+            fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+            if fetcher is not None:
+                # An uninterrupted run creates this epoch's data iterator after this hook, drawing its
+                # base seed (and, with workers, every worker's seed) from the RNG just restored; a resumed
+                # run created it before the restore. Create it again, so both draw the same.
+                iter(fetcher)
+            if trainer.fit_loop.restarted_on_epoch_start:
+                # This file was written when the epoch started, after the previous epoch's learning-rate
+                # step: the epoch runs in full, so its end must step the schedulers as an uninterrupted
+                # run does (Lightning skips that step while the loop counts as "restarting").
+                trainer.fit_loop._restarting = False
             return
         if trainer.current_epoch > 0:
-            self.save(trainer)
+            self._at_epoch_start = True
+            try:
+                self.save(trainer)
+            finally:
+                self._at_epoch_start = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        if self._at_epoch_start:
+            _fresh_epoch_counters(checkpoint)
+
+
+def _fresh_epoch_counters(checkpoint: dict[str, Any]) -> None:
+    """Write the epoch loop's per-epoch counters as the new epoch will start them (zero).
+
+    At ``on_train_epoch_start`` they still count the previous epoch's batches; an uninterrupted run
+    resets them right after, but a run resumed from this file would take them as batches already done
+    in the new epoch and cut it short.
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+
+    def zero(d: Any) -> None:
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    zero(v)
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    d[k] = 0
+
+    for key in ("epoch_loop.batch_progress", "epoch_loop.scheduler_progress",
+                "epoch_loop.automatic_optimization.optim_progress", "epoch_loop.manual_optimization.optim_step_progress"):
+        prog = loop.get(key)
+        if not isinstance(prog, dict):
+            continue
+        for sub in ([prog] if "current" in prog else [v for v in prog.values() if isinstance(v, dict)]):
+            for part in ([sub] if "current" in sub else [v for v in sub.values() if isinstance(v, dict)]):
+                if isinstance(part.get("current"), dict):
+                    zero(part["current"])
+        if "is_last_batch" in prog:
+            prog["is_last_batch"] = False
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._pending_rng = checkpoint.get("rng_states")

@@ -2,8 +2,8 @@
 
 One module class serves every step of RAM sec. 3.3: ``stage`` picks the active branches
 (``baseline`` = Conv branch only, which is also the suite's baseline method; ``bn``; ``bn_r``; ``ram``).
-:meth:`RAMModule.load_previous_stage` carries the previous step's weights over; the staged pipeline in
-:mod:`vreid_lightning.run` chains the steps. Evaluation (from :class:`ReIDModule`) extracts every
+:meth:`RAMModule.load_previous_stage` carries the previous step's weights over; the staged pipeline
+(:mod:`vreid_lightning.runner.stages`) chains the steps. Evaluation (from :class:`ReIDModule`) extracts every
 branch's feature once and evaluates each RAM Table 1 combination from that single pass.
 """
 
@@ -21,19 +21,15 @@ from vreid_lightning.errors import ConfigError
 from vreid_lightning.losses.ram import RAMLoss
 from vreid_lightning.methods.base import ReIDModule
 from vreid_lightning.models.backbones import build_backbone
-from vreid_lightning.models.ram import RAMNet, combine_features, load_previous_stage
+from vreid_lightning.models.ram import STAGES, RAMNet, combine_features, load_previous_stage
 
 __all__ = ["RAMModule", "STAGE_MAIN_FEATURE"]
 
 log = logging.getLogger(__name__)
 
 # The concatenated feature each step reports (RAM sec. 3.3: "we test the concatenated feature in each step").
-STAGE_MAIN_FEATURE = {
-    "baseline": "f_c",
-    "bn": "f_c+f_b",
-    "bn_r": "f_c+f_b+f_r",
-    "ram": "f_c+f_b+f_r+f_a",
-}
+# One stage list: the network's STAGES (models/ram/net.py), in order.
+STAGE_MAIN_FEATURE = dict(zip(STAGES, ("f_c", "f_c+f_b", "f_c+f_b+f_r", "f_c+f_b+f_r+f_a"), strict=True))
 
 
 class RAMModule(ReIDModule):
@@ -100,11 +96,9 @@ class RAMModule(ReIDModule):
     # ------------------------------------------------------------------ staged training
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
         """Start this stage from a previous stage's checkpoint (shared conv + existing branches)."""
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"init_from: checkpoint {path} does not exist")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        state = ckpt.get("state_dict", ckpt)
+        from vreid_lightning.callbacks.checkpoint import read_checkpoint
+
+        state = read_checkpoint(ckpt_path, "init_from")["state_dict"]  # one clear error for a bad file
         return load_previous_stage(self.net, state, prefix="net.")
 
     # ------------------------------------------------------------------ figures

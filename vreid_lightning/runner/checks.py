@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from vreid_lightning.errors import ConfigError
@@ -16,7 +17,7 @@ __all__ = ["check_config", "world_size", "apply_batch_semantics", "BATCH_SEMANTI
 
 log = logging.getLogger(__name__)
 
-# data.batch_size is ...
+# what data.batch_size means (batch_semantics=...)
 BATCH_SEMANTICS = {
     "per_rank": "each rank's batch: the global batch grows with the number of ranks, the learning rate does not",
     "global": "the global batch: each rank takes data.batch_size / world_size, so any device count sees the same",
@@ -105,6 +106,7 @@ def apply_batch_semantics(cfg: DictConfig) -> dict[str, Any]:
     info = {"semantics": sem, "world_size": world, "per_rank_batch": int(cfg.data.batch_size),
             "global_batch": int(cfg.data.batch_size) * world,
             "lr": float(cfg.optimizer.lr) if cfg.get("optimizer") and cfg.optimizer.get("lr") is not None else None}
-    print(f"Effective global batch: {info['global_batch']} = {info['per_rank_batch']} per rank x {world} rank(s) "
-          f"(batch_semantics={sem}: data.batch_size is {BATCH_SEMANTICS[sem]}); lr {info['lr']}", flush=True)
+    if rank_zero_only.rank == 0:
+        print(f"Effective global batch: {info['global_batch']} = {info['per_rank_batch']} per rank x {world} rank(s) "
+              f"(batch_semantics={sem}: data.batch_size is {BATCH_SEMANTICS[sem]}); lr {info['lr']}", flush=True)
     return info

@@ -156,7 +156,11 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
                 report = model.load_previous_stage(prev_ckpt)
                 log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
                          name, prev_ckpt, len(report["loaded"]), report["new"])
-            ckpt = (last_checkpoint(sdir) if resuming else None) or (cfg.get("ckpt_path") if i == 0 else None)
+            ckpt = (last_checkpoint(sdir) if resuming else None)
+            if ckpt:
+                read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
+                log.info("stage %s: continues from %s", name, ckpt)
+            ckpt = ckpt or (cfg.get("ckpt_path") if i == 0 else None)
             figure = None
             if i == len(selected) - 1:
                 def figure(best: str | None, cls: Any = type(model), done_ckpts: dict = dict(stage_ckpts),
