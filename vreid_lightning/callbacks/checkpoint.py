@@ -157,6 +157,9 @@ class LastCheckpoint(L.Callback):
         if self._at_epoch_start:
             _fresh_epoch_counters(checkpoint)
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("rng_states")
+
 
 def _fresh_epoch_counters(checkpoint: dict[str, Any]) -> None:
     """Write the epoch loop's per-epoch counters as the new epoch will start them (zero).
@@ -187,8 +190,6 @@ def _fresh_epoch_counters(checkpoint: dict[str, Any]) -> None:
         if "is_last_batch" in prog:
             prog["is_last_batch"] = False
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self._pending_rng = checkpoint.get("rng_states")
 
 
 class BestCheckpoint(ModelCheckpoint):
