@@ -57,8 +57,7 @@ def test_rnn_ha_experiments_exist():
             "rnn_ha_veri_resnet", "rnn_ha_vehicleid_resnet672"} <= set(RNN_HA_EXPERIMENTS)
 
 
-@pytest.mark.parametrize("name", [  # ResNet-50 on CPU: the slow set (its shapes are in test_rnn_ha_model.py)
-    pytest.param(n, marks=pytest.mark.slow) if "resnet" in n else n for n in RNN_HA_EXPERIMENTS])
+@pytest.mark.parametrize("name", RNN_HA_EXPERIMENTS)
 def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
     from vreid_lightning.run import run
 
