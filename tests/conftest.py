@@ -18,11 +18,15 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Overrides that shrink any experiment to a seconds-long CPU run on the tiny synthetic world.
 TINY_WORLD = {"layout": "veri", "ids": 12, "seed": 0, "image_size": 64, "images_per_id": 16}
-TINY = [
+# the tiny world itself (shared by every method's own small overrides)
+TINY_WORLD_OVERRIDES = [
     "data=synthetic",
     f"data.synthetic.ids={TINY_WORLD['ids']}",
     f"data.synthetic.image_size={TINY_WORLD['image_size']}",
     f"data.synthetic.images_per_id={TINY_WORLD['images_per_id']}",
+]
+TINY = [
+    *TINY_WORLD_OVERRIDES,
     "data.image_size=[96,96]",
     "data.batch_size=8",
     "data.num_instances=2",

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, TINY_WORLD, compose, run_cli
+from tests.conftest import CONF, TINY_WORLD_OVERRIDES, compose, run_cli
 
 SCAN_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("scan_*.yaml"))
 
 # the conftest's TINY world and loader sizes, without RAM's model keys
 SCAN_TINY = [
-    "data=synthetic",
-    f"data.synthetic.ids={TINY_WORLD['ids']}",
-    f"data.synthetic.image_size={TINY_WORLD['image_size']}",
-    f"data.synthetic.images_per_id={TINY_WORLD['images_per_id']}",
+    *TINY_WORLD_OVERRIDES,
     "data.image_size=[64,64]",
     "data.batch_size=8",
     "data.num_instances=2",
