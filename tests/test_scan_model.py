@@ -182,7 +182,8 @@ def _tiny_module(attention: bool, seed: int):
                       optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
 
 
-def test_partner_features_and_scan_star_combination(tmp_path):
+def _saved_plain_module(tmp_path):
+    """A tiny light network (no attention) and its Lightning checkpoint, as a previous stage leaves it."""
     import lightning as L
 
     plain = _tiny_module(False, 0)
@@ -190,6 +191,11 @@ def test_partner_features_and_scan_star_combination(tmp_path):
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(plain)
     trainer.save_checkpoint(ckpt)
+    return plain, ckpt
+
+
+def test_partner_features_and_scan_star_combination(tmp_path):
+    plain, ckpt = _saved_plain_module(tmp_path)
     scan = _tiny_module(True, 1)
     scan.load_previous_stage(ckpt)  # previous_stage: partner (the default)
     x = torch.rand(3, 3, 64, 64)
@@ -219,13 +225,7 @@ def test_partner_features_and_scan_star_combination(tmp_path):
 
 
 def test_previous_stage_init_copies_matching_weights(tmp_path):
-    import lightning as L
-
-    plain = _tiny_module(False, 0)
-    ckpt = tmp_path / "plain.ckpt"
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.strategy.connect(plain)
-    trainer.save_checkpoint(ckpt)
+    plain, ckpt = _saved_plain_module(tmp_path)
     from vreid_lightning.methods.scan import SCANModule
 
     scan = SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
