@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vreid_lightning.evaluation.tta import read_boxes
 from vreid_lightning.synth import (
-    MANIFEST, build_world, generate, render_view, schedule_identity, type_colour_sharing,
+    BOXES, MANIFEST, build_world, generate, render_view, schedule_identity, type_colour_sharing,
 )
 from vreid_lightning.synth.geometry import MARK_KINDS
 from vreid_lightning.synth.world import sample_identities
@@ -193,6 +194,18 @@ def test_each_layout_writes_the_documented_files(layout, tmp_path):
     duplicated = manifest["counts"]["query_images"] if layout == "veri" else 0  # VeRi queries are also in image_test
     assert manifest["counts"]["images"] == files - duplicated > 0
     assert (out / MANIFEST).is_file()
+    # the tight vehicle boxes (VehicleNet's cropped images): one row per written image, inside it
+    rows = [ln.split(",") for ln in _lines(out / BOXES)[1:]]
+    jpgs = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    assert sorted(r[0] for r in rows) == jpgs and manifest["boxes"] == BOXES
+    fill = []
+    for rel, *box in rows:
+        x0, y0, x1, y1 = map(int, box)
+        w, h = Image.open(out / rel).size
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (rel, box, (w, h))
+        fill.append((x1 - x0) * (y1 - y0) / (w * h))
+    assert np.mean(fill) < 0.95 and min(fill) < 0.9, "crops have margins, scenes are larger than the car"
+    assert sorted(read_boxes(out / BOXES)) == jpgs  # evaluate --extract-crops reads it
     if layout == "vehicleid":
         rows = [ln.split() for ln in _lines(out / "attribute/img2vid.txt")]
         assert all(re.fullmatch(r"\d{7}", s) and (out / "image" / f"{s}.jpg").is_file() for s, _ in rows)

@@ -13,14 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from .generate import GENERATOR_VERSION, LAYOUTS, MANIFEST, generate
+from .generate import BOXES, GENERATOR_VERSION, LAYOUTS, MANIFEST, generate
 from .preview import make_preview, render_identity_views
 from .render import render_view
 from .schedule import View, schedule_identity, schedule_world
 from .world import Camera, Identity, Mark, World, build_world, type_colour_sharing
 
 __all__ = [
-    "GENERATOR_VERSION", "LAYOUTS", "MANIFEST", "generate", "make_preview",
+    "BOXES", "GENERATOR_VERSION", "LAYOUTS", "MANIFEST", "generate", "make_preview",
     "render_identity_views", "render_view", "View", "schedule_identity", "schedule_world", "Camera",
     "Identity", "Mark", "World", "build_world", "type_colour_sharing",
 ]

@@ -17,11 +17,13 @@ from .writers.compcars import write_compcars
 from .writers.vehicleid import write_vehicleid
 from .writers.veri import write_veri
 
-__all__ = ["GENERATOR_VERSION", "LAYOUTS", "LayoutSpec", "generate", "MANIFEST"]
+__all__ = ["GENERATOR_VERSION", "LAYOUTS", "LayoutSpec", "generate", "MANIFEST", "BOXES"]
 
 # Bump whenever any output byte can change for the same arguments (catalogue, marks, renderer, writers).
-GENERATOR_VERSION = "1.2.1"
+# 1.3.0: adds synth_boxes.csv (the tight vehicle box of every image); every image and annotation byte as 1.2.1.
+GENERATOR_VERSION = "1.3.0"
 MANIFEST = "synth_manifest.json"
+BOXES = "synth_boxes.csv"  # image,x0,y0,x1,y1 per written image (VehicleNet sec. IV-C cropped images)
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,12 @@ def generate(layout: str, out: str | Path, ids: int, seed: int = 0, image_size: 
     views = schedule_world(world, images_per_id)
     render = Renderer(world, views, out, image_size, workers, progress, desc=f"synth {layout}", scene=spec.scene)
     counts = spec.writer(world, views, out, render)
+    render.write_boxes(out / BOXES)
     manifest = {
         "generator_version": GENERATOR_VERSION, "layout": layout, "ids": ids, "seed": seed,
         "image_size": image_size, "cameras": cameras, "images_per_id": images_per_id, "style": spec.style,
         "type_colour_sharing": round(type_colour_sharing(world.identities), 4),
-        "models": len({i.model_id for i in world.identities}), "counts": counts,
+        "models": len({i.model_id for i in world.identities}), "counts": counts, "boxes": BOXES,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="ascii")
     return manifest

@@ -81,9 +81,11 @@ def _init(world: World, views: dict[int, list[View]], out: str, image_size: int,
     _STATE.update(world=world, views=views, out=Path(out), image_size=image_size, scene=scene)
 
 
-def _run(jobs: list[Job]) -> int:
+def _run(jobs: list[Job]) -> list[tuple[tuple[str, ...], tuple[int, int, int, int]]]:
+    """Render ``jobs``; returns each job's paths with its tight vehicle box."""
     world: World = _STATE["world"]
     out: Path = _STATE["out"]
+    done = []
     for job in jobs:
         view = _STATE["views"][job.vid][job.k]
         rng = np.random.default_rng([world.seed, IMAGE_STREAM, job.vid, job.k])
@@ -95,14 +97,16 @@ def _run(jobs: list[Job]) -> int:
         if job.label is not None:
             x0, y0, x1, y1 = box  # 0-based, end exclusive -> 1-based inclusive
             (out / job.label).write_text(f"{job.viewpoint}\n1\n{x0 + 1} {y0 + 1} {x1} {y1}\n", encoding="ascii")
-    return len(jobs)
+        done.append((job.paths, tuple(int(v) for v in box)))
+    return done
 
 
 class Renderer:
     """Renders jobs into ``out`` with ``workers`` processes (in-process when ``workers <= 1``).
 
     Output bytes depend only on (world, view, image_size): every image has its own random stream,
-    so the number of workers and the scheduling order never change the files.
+    so the number of workers and the scheduling order never change the files. ``boxes`` collects the
+    tight vehicle box of every written path (0-based pixels, end exclusive) for ``write_boxes``.
     """
 
     def __init__(self, world: World, views: dict[int, list[View]], out: Path, image_size: int,
@@ -110,6 +114,7 @@ class Renderer:
         self.world, self.views, self.out = world, views, Path(out)
         self.image_size, self.workers, self.progress, self.desc, self.scene = image_size, workers, progress, desc, scene
         self.images = 0
+        self.boxes: dict[str, tuple[int, int, int, int]] = {}
 
     def __call__(self, jobs: Iterable[Job]) -> int:
         by_vid: dict[int, list[Job]] = {}
@@ -125,17 +130,30 @@ class Renderer:
         try:
             if self.workers <= 1:
                 _init(*args)
-                for t in tasks:
-                    bar.update(_run(t))
+                results = map(_run, tasks)
+                for done in results:
+                    self._collect(done, bar)
             else:
                 ctx = mp.get_context("spawn")  # safe when the caller has threads (torch, loaders)
                 with ctx.Pool(self.workers, initializer=_init, initargs=args) as pool:
-                    for n in pool.imap_unordered(_run, tasks, chunksize=1):
-                        bar.update(n)
+                    for done in pool.imap_unordered(_run, tasks, chunksize=1):
+                        self._collect(done, bar)
         finally:
             bar.close()
         self.images += total
         return total
+
+    def _collect(self, done: list[tuple[tuple[str, ...], tuple[int, int, int, int]]], bar: Progress) -> None:
+        for paths, box in done:
+            for p in paths:
+                self.boxes[p] = box
+        bar.update(len(done))
+
+    def write_boxes(self, path: Path) -> int:
+        """The boxes file of every image written (``evaluate --extract-crops``, ``tta.read_boxes``): CSV
+        ``image,x0,y0,x1,y1``, the image's path relative to the layout root, 0-based pixels, end exclusive."""
+        return write_lines(Path(path), ["image,x0,y0,x1,y1"] + [f"{p},{b[0]},{b[1]},{b[2]},{b[3]}"
+                                                              for p, b in sorted(self.boxes.items())])
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> int:
