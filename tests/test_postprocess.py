@@ -18,7 +18,7 @@ from vreid_lightning.evaluation.query_expansion import (average_query_expansion,
                                                         dbscan_query_expansion)
 from vreid_lightning.evaluation.saved_features import FeatureSet, check_aligned, load_features, save_features
 from vreid_lightning.evaluation.time_window import time_window_filter
-from vreid_lightning.evaluation.tta import multi_scale_features, read_boxes
+from vreid_lightning.evaluation.tta import lookup_box, multi_scale_features, read_boxes
 
 
 def _unit(*rows):
@@ -215,10 +215,19 @@ def test_multi_scale_resizes_the_original_each_time():
 
 def test_boxes_file(tmp_path: Path):
     p = tmp_path / "boxes.csv"
-    p.write_text("image,x0,y0,x1,y1\na/0001.jpg,1,2,30,40\n")
-    assert read_boxes(p) == {"0001.jpg": (1.0, 2.0, 30.0, 40.0)}
+    p.write_text("image,x0,y0,x1,y1\nimage_test/0001.jpg,1,2,30,40\nimage_query/0001.jpg,3,4,20,21\n0002.jpg,0,0,5,5\n")
+    table = read_boxes(p)
+    assert table["image_test/0001.jpg"] == (1.0, 2.0, 30.0, 40.0)
+    # CityFlow numbers query and test images alike: the folder tells them apart; a bare name matches anywhere
+    assert lookup_box(table, "/data/AIC20_ReID/image_query/0001.jpg") == (3.0, 4.0, 20.0, 21.0)
+    assert lookup_box(table, "/data/AIC20_ReID/image_test/0001.jpg") == (1.0, 2.0, 30.0, 40.0)
+    assert lookup_box(table, "/x/image_train/0002.jpg") == (0.0, 0.0, 5.0, 5.0)
+    assert lookup_box(table, "/x/image_train/0001.jpg") is None
     p.write_text("0001.jpg,1,2,0,40\n")
     with pytest.raises(DatasetFormatError, match="line 1"):
+        read_boxes(p)
+    p.write_text("a/0001.jpg,1,2,3,4\na/0001.jpg,1,2,3,5\n")
+    with pytest.raises(DatasetFormatError, match="line 2.*each image once|each image once.*line 2"):
         read_boxes(p)
 
 
@@ -247,6 +256,30 @@ def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: P
     changed = ~np.isclose(crop.views[""][0], fs.views[""][0], atol=1e-5).all(axis=1)
     assert changed[:3].all() and not changed[3:].any()  # only the images with a box differ
     assert json.loads((tmp_path / "pp_crop" / "results.json").read_text())["steps"] == {"crop": {}}
+    # the synthetic world's own tight boxes: every test image has one, and cropping changes its features
+    assert evaluate_main([str(tmp_path), "--steps", "crop", "--extract-crops", "dataset", "--out",
+                          str(tmp_path / "pp_crop_world")]) == 0
+    crop = load_features(tmp_path / "crop_features.npz")
+    changed = ~np.isclose(crop.views[""][0], fs.views[""][0], atol=1e-5).all(axis=1)
+    assert changed.mean() > 0.9
+
+
+def test_crop_run_config_of_a_staged_run(tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    from vreid_lightning.evaluate import _crop_run_config
+
+    cfg = {"data": {"extra_sources": ["src"], "batch_size": 4}, "model": {"net": {"dropout": 0.0}},
+           "stages": {"stage1": {}, "stage2": {"data": {"extra_sources": []}, "model": {"net": {"dropout": 0.2}}}}}
+    OmegaConf.save(OmegaConf.create(cfg), tmp_path / "config_resolved.yaml")
+    for run in (tmp_path, tmp_path / "stages" / "stage2"):  # the run (its last stage) or the stage's folder
+        got, ckpts, out = _crop_run_config(run)
+        assert list(got.data.extra_sources) == [] and got.model.net.dropout == 0.2
+        assert ckpts == tmp_path / "stages" / "stage2" / "checkpoints" and out == tmp_path / "stages" / "stage2"
+    got, ckpts, _ = _crop_run_config(tmp_path / "stages" / "stage1")
+    assert list(got.data.extra_sources) == ["src"] and ckpts.parent.name == "stage1"
+    with pytest.raises(DatasetFormatError, match="config_resolved.yaml"):
+        _crop_run_config(tmp_path / "nowhere")
 
 
 def test_camera_model_loss_and_camera_less_data():

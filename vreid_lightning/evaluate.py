@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", nargs="+", default=[], help="features.npz of the cropped images, one per input")
     p.add_argument("--camera-features", help="features.npz of a camera model's test run (camera_verification)")
     p.add_argument("--extract-crops", metavar="BOXES", help="extract the cropped-image features (step crop) of "
-                   "each input run from its checkpoint: a boxes file (CSV image,x0,y0,x1,y1) or maskrcnn:WEIGHTS")
+                   "each input run from its checkpoint: a boxes file (CSV image,x0,y0,x1,y1), 'dataset' (the synthetic "
+                   "world's synth_boxes.csv) or maskrcnn:WEIGHTS")
     p.add_argument("--metric", choices=["cosine", "euclidean"], help="plain ranking metric (default: the run's)")
     p.add_argument("--out", help="output directory (default: <first input's directory>/postprocess)")
     p.add_argument("--device", default="cpu")
@@ -90,26 +91,49 @@ def _features_from_checkpoint(run: Path) -> Path:
     return out / "features.npz"
 
 
+def _crop_run_config(run: Path) -> tuple[Any, Path, Path]:
+    """(config, checkpoint folder, output folder) of a run for ``--extract-crops``: a plain run directory,
+    a staged run (its last stage) or one stage's folder ``RUN/stages/NAME`` (the stage's merged config)."""
+    from omegaconf import OmegaConf
+
+    from vreid_lightning.runner.stages import stage_config
+
+    run = Path(run)
+    if run.parent.name == "stages" and (run.parent.parent / "config_resolved.yaml").is_file():
+        root, stage = run.parent.parent, run.name
+    else:
+        root, stage = run, None
+    if not (root / "config_resolved.yaml").is_file():
+        raise DatasetFormatError(run, "a run directory with config_resolved.yaml and checkpoints/*.ckpt (--extract-crops)")
+    cfg = OmegaConf.load(root / "config_resolved.yaml")
+    if cfg.get("stages"):
+        names = list(cfg.stages)
+        stage = stage or names[-1]
+        if stage not in names:
+            raise ConfigError(f"--extract-crops: {run}: no stage {stage!r} in its config (stages: {names})")
+        return stage_config(cfg, stage), root / "stages" / stage / "checkpoints", root / "stages" / stage
+    return cfg, root / "checkpoints", root
+
+
 def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
     """Features of ``run``'s test images cropped to their vehicle boxes (VehicleNet sec. IV-C), from the
-    run's checkpoint; written to ``<run>/crop_features.npz``. ``boxes``: a boxes file, or
+    run's checkpoint; written to ``crop_features.npz`` beside the run's (or stage's) features. ``boxes``: a boxes file, or
     ``maskrcnn:WEIGHTS`` (torchvision Mask R-CNN with a local weights file)."""
     import dataclasses
 
     import torch
     from hydra.utils import get_class, instantiate
-    from omegaconf import OmegaConf
     from torch.utils.data import DataLoader
 
     from vreid_lightning.data.datamodule import ImageDataset
     from vreid_lightning.data.transforms import build_test_transform
     from vreid_lightning.evaluation.saved_features import from_eval_set, save_features
-    from vreid_lightning.evaluation.tta import MaskRCNNBoxes, read_boxes
+    from vreid_lightning.evaluation.tta import MaskRCNNBoxes, lookup_box, read_boxes
 
-    ckpts = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not (run / "config_resolved.yaml").is_file() or not ckpts:
-        raise DatasetFormatError(run, "a run directory with config_resolved.yaml and checkpoints/*.ckpt (--extract-crops)")
-    cfg = OmegaConf.load(run / "config_resolved.yaml")
+    cfg, ckpt_dir, out_dir = _crop_run_config(run)
+    ckpts = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise DatasetFormatError(ckpt_dir, "checkpoints/*.ckpt of a run (--extract-crops)", got="no checkpoint")
     dm = instantiate(cfg.data, _recursive_=False)
     dm.prepare_data()
     dm.setup("test")
@@ -127,8 +151,15 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
             sx, sy = img.size[0] / dm.image_size[1], img.size[1] / dm.image_size[0]
             found.append(None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
     else:
+        if boxes == "dataset":  # the synthetic world's tight boxes (generator >= 1.3.0) beside its layout
+            from vreid_lightning.synth import BOXES
+
+            boxes = str(Path(dm._resolve_root()) / BOXES)
+            if not Path(boxes).is_file():
+                raise DatasetFormatError(boxes, f"the dataset's {BOXES} (synthetic worlds of generator >= 1.3.0 write "
+                                         "it); for a real dataset give a boxes file or maskrcnn:WEIGHTS", got="no such file")
         table = read_boxes(boxes)
-        found = [table.get(Path(p).name) for p in split.paths]
+        found = [lookup_box(table, p) for p in split.paths]
     arr = np.array([[-1, -1, -1, -1] if b is None else [int(b[0]), int(b[1]), int(round(b[2])), int(round(b[3]))]
                     for b in found], dtype=np.int64)
     model = get_class(cfg.model._target_).load_from_checkpoint(str(ckpts[-1]), map_location=device, weights_only=False)
@@ -141,7 +172,7 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
             if model._feature_layout is None:
                 model._feature_layout = [(k, int(v.shape[1])) for k, v in named.items()]
             parts.append(model.feature_combinations(named, study=False)[model.main_feature].cpu())
-    out = save_features(from_eval_set(torch.cat(parts), eval_set, model.eval_cfg["metric"]), run / "crop_features.npz")
+    out = save_features(from_eval_set(torch.cat(parts), eval_set, model.eval_cfg["metric"]), out_dir / "crop_features.npz")
     print(f"cropped-image features of {len(split)} images ({int((arr[:, 0] >= 0).sum())} with a box): {out}")
     return out
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from vreid_lightning.errors import ConfigError, DatasetFormatError
 
-__all__ = ["multi_scale_features", "read_boxes", "crop_to_box", "MaskRCNNBoxes", "COCO_VEHICLES"]
+__all__ = ["multi_scale_features", "read_boxes", "lookup_box", "crop_to_box", "MaskRCNNBoxes", "COCO_VEHICLES"]
 
 COCO_VEHICLES = (3, 4, 6, 8)  # COCO category ids: car, motorcycle, bus, truck
 
@@ -53,7 +53,9 @@ def multi_scale_features(extract: Callable[[Tensor], dict[str, Tensor]], images:
 
 def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
     """A boxes file: CSV lines ``image,x0,y0,x1,y1`` (pixels of the original image, 0-based, end
-    exclusive), keyed by the image's file name. A malformed line raises DatasetFormatError."""
+    exclusive), keyed by the image as written (a file name, or a path relative to the dataset root as the
+    synthetic world's ``synth_boxes.csv``; match them with ``lookup_box``). A malformed line or an image
+    listed twice raises DatasetFormatError."""
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(path, "a boxes file (CSV: image,x0,y0,x1,y1)", got="no such file")
@@ -69,8 +71,24 @@ def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]
                                          got=",".join(row)) from None
             if len(row) != 5 or not (x1 > x0 and y1 > y0):
                 raise DatasetFormatError(path, "image,x0,y0,x1,y1 with x1 > x0 and y1 > y0", line=i, got=",".join(row))
-            out[Path(row[0]).name] = (x0, y0, x1, y1)
+            key = Path(row[0]).as_posix()
+            if key in out:
+                raise DatasetFormatError(path, "each image once (file names that repeat across folders need their "
+                                         "folder, e.g. image_test/000001.jpg)", line=i, got=",".join(row))
+            out[key] = (x0, y0, x1, y1)
     return out
+
+
+def lookup_box(table: dict[str, tuple[float, float, float, float]], image: str | Path
+               ) -> tuple[float, float, float, float] | None:
+    """The box of ``image`` (a full path) in a ``read_boxes`` table: the key that is the longest trailing part of
+    the path (``000001.jpg``, ``image_test/000001.jpg``, ...); None when the file lists no box for it."""
+    parts = Path(image).parts
+    for k in range(len(parts), 0, -1):
+        box = table.get("/".join(parts[-k:]))
+        if box is not None:
+            return box
+    return None
 
 
 def crop_to_box(image, box: tuple[float, float, float, float] | None):
