@@ -127,26 +127,47 @@ def _expand(ptr: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch
     return pos, owner
 
 
-def _squared_distance_fn(x: torch.Tensor, metric: str):
-    """``fn(rows) -> (C, N)`` squared original distances to every row of ``x``, in ``x``'s dtype.
+class _SquaredDistances:
+    """The original squared distances of the released code, from the features of queries + gallery.
 
-    The released code squares the Euclidean (or cosine) distance; for the Euclidean distance the
-    square is taken before the root (``gallery_distance_fn``'s formula without its final sqrt: equal
-    to within one rounding), for the cosine distance ``(1 - cos)^2``.
+    Euclidean: ``|x_i - x_j|^2`` from centred features (``sq_i + sq_j - 2 x_i.x_j``, the square taken
+    before the root: equal to the released code's squared distance within one rounding); cosine:
+    ``(1 - cos)^2``. ``rows`` gives blocks, ``pairs`` single pairs; the centred (or normalised) features
+    are prepared once.
     """
-    if metric == "cosine":
-        fn = gallery_distance_fn(x, "cosine")
-        return lambda rows: fn(rows).square_()
-    centre = x.mean(dim=0, keepdim=True)
-    xc = x - centre
-    sq = (xc * xc).sum(dim=1)
 
-    def distance(rows: torch.Tensor) -> torch.Tensor:
-        r = rows - centre
-        d2 = torch.addmm(sq[None, :], r, xc.T, alpha=-2.0)
-        return d2.add_((r * r).sum(dim=1, keepdim=True)).clamp_(min=0.0)
+    def __init__(self, x: torch.Tensor, metric: str) -> None:
+        self.metric = metric
+        if metric == "cosine":
+            self.y = F.normalize(x, dim=1)
+        else:
+            self.y = x - x.mean(dim=0, keepdim=True)
+        self.sq = (self.y * self.y).sum(dim=1)
 
-    return distance
+    def rows(self, r: slice | torch.Tensor, cols: slice = slice(None)) -> torch.Tensor:
+        """(rows, |cols|) exact squared distances, float32; ``r`` a slice or an index tensor."""
+        y = self.y
+        if self.metric == "cosine":
+            one = torch.ones((1, 1), dtype=y.dtype, device=y.device)
+            d = torch.addmm(one, y[r], y[cols].T, alpha=-1.0).clamp_(0.0, 2.0).square_()
+        else:
+            d = torch.addmm(self.sq[cols][None, :], y[r], y[cols].T, alpha=-2.0)
+            d = d.add_(self.sq[r][:, None]).clamp_(min=0.0)
+        return d.to(torch.float32)
+
+    def pairs(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Exact squared distances of (row, column) pairs, float32."""
+        out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+        step = max(1, (1 << 22) // max(self.y.shape[1], 1))
+        for a in range(0, rows.shape[0], step):
+            r, c = rows[a:a + step], cols[a:a + step]
+            dot = (self.y[r] * self.y[c]).sum(dim=1)
+            if self.metric == "cosine":
+                d = (1.0 - dot).clamp_(0.0, 2.0).square_()
+            else:
+                d = (self.sq[r] + self.sq[c] - 2.0 * dot).clamp_(min=0.0)
+            out[a:a + step] = d.to(torch.float32)
+        return out
 
 
 class KReciprocalIndex:
@@ -177,18 +198,11 @@ class KReciprocalIndex:
         self.metric = metric
         n = self.num
         self.chunk = int(chunk_size) if chunk_size else max(1, CHUNK_ELEMENTS // n)
-        self._distance = _squared_distance_fn(self.feats, metric)
+        self.dist = _SquaredDistances(self.feats, metric)
         dev = self.feats.device
         # 1. row maxima and stable k1 + 1 nearest neighbours (the released code's initial_rank[:, :k1 + 1])
         k = min(int(k1) + 1, n)
-        self.row_max = torch.empty(n, dtype=torch.float32, device=dev)
-        ranks = torch.empty((n, k), dtype=torch.int64, device=dev)
-        top_vals = torch.empty((n, k), dtype=torch.float32, device=dev)
-        for s in range(0, n, self.chunk):
-            e = min(s + self.chunk, n)
-            d2 = self._distance(self.feats[s:e]).to(torch.float32)  # np.power(original_dist, 2).astype(np.float32)
-            self.row_max[s:e] = d2.max(dim=1).values  # = the column maxima of the released code (symmetric)
-            ranks[s:e], top_vals[s:e] = _stable_smallest(d2, self.row_max[s:e], k)
+        ranks, top_vals, self._known = self._neighbour_pass(k)
         # 2. k-reciprocal sets R(i, k1) and R(c, k1 / 2) (np.around: half to even, like Python's round)
         kh = min(int(round(int(k1) / 2.0)) + 1, n)
         step = max(1, (1 << 22) // (k * k * kh))
@@ -215,7 +229,7 @@ class KReciprocalIndex:
         v_rows, v_cols = keys // n, keys % n
         del pair_rows, pair_cols, recip, recip_h
         # 3. Gaussian weights of the normalised distance, per row normalised to sum 1
-        w = torch.exp(-self._weights_input(keys, ranks, top_vals))
+        w = torch.exp(-self._weights_input(keys))
         w_sum = torch.zeros(n, dtype=torch.float32, device=dev).index_add_(0, v_rows, w)
         v_vals = w / w_sum[v_rows]
         # 4. local query expansion: mean of V over the k2 nearest (released code: if k2 != 1)
@@ -231,44 +245,39 @@ class KReciprocalIndex:
         self.inv_rows = (v_rows[in_g] - self.num_query)[order]
         self.inv_vals = v_vals[in_g][order]
 
+    def _neighbour_pass(self, k: int) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Row maxima (``self.row_max``), the stable k nearest of every row with their normalised squared
+        distances, and a table (sorted keys row * N + column, values) of the normalised distances it found,
+        for the V weights: one chunked exact pass over the rows."""
+        n, dev = self.num, self.feats.device
+        self.row_max = torch.empty(n, dtype=torch.float32, device=dev)
+        ranks = torch.empty((n, k), dtype=torch.int64, device=dev)
+        top_vals = torch.empty((n, k), dtype=torch.float32, device=dev)
+        for s in range(0, n, self.chunk):
+            e = min(s + self.chunk, n)
+            d2 = self.dist.rows(slice(s, e))  # np.power(original_dist, 2).astype(np.float32)
+            self.row_max[s:e] = d2.max(dim=1).values  # = the released code's column maxima (symmetric)
+            ranks[s:e], top_vals[s:e] = _stable_smallest(d2, self.row_max[s:e], k)
+        keys = (torch.arange(n, device=dev)[:, None] * n + ranks).reshape(-1)
+        order = torch.argsort(keys)
+        return ranks, top_vals, (keys[order], top_vals.reshape(-1)[order])
+
     def _original(self, s: int, e: int, cols: slice) -> torch.Tensor:
         """Rows s:e of the normalised squared distance (float32) against the items ``cols``."""
-        d2 = self._distance(self.feats[s:e]).to(torch.float32)
-        return d2[:, cols] / self.row_max[s:e, None]
+        return self.dist.rows(slice(s, e), cols) / self.row_max[s:e, None]
 
-    def _weights_input(self, keys: torch.Tensor, ranks: torch.Tensor, top_vals: torch.Tensor) -> torch.Tensor:
-        """Normalised distances of the V pairs (keys row * N + column): from the neighbour pass where the
-        column is among the row's k1 + 1 nearest, computed for the others."""
+    def _weights_input(self, keys: torch.Tensor) -> torch.Tensor:
+        """Normalised distances of the V pairs (keys row * N + column): from the neighbour pass's table
+        where it computed them, computed for the others."""
         n = self.num
-        top_keys = (torch.arange(n, device=keys.device)[:, None] * n + ranks).reshape(-1)
-        order = torch.argsort(top_keys)
-        top_keys, flat_vals = top_keys[order], top_vals.reshape(-1)[order]
-        pos = torch.searchsorted(top_keys, keys).clamp_(max=top_keys.shape[0] - 1)
-        found = _member(keys, top_keys)
-        out = torch.where(found, flat_vals[pos], torch.zeros((), dtype=torch.float32, device=keys.device))
+        known_keys, known_vals = self._known
+        pos = torch.searchsorted(known_keys, keys).clamp_(max=known_keys.shape[0] - 1)
+        found = known_keys[pos] == keys
+        out = torch.where(found, known_vals[pos], torch.zeros((), dtype=torch.float32, device=keys.device))
         miss = (~found).nonzero(as_tuple=True)[0]
         if miss.numel():
-            out[miss] = self._pair_original(keys[miss] // n, keys[miss] % n)
-        return out
-
-    def _pair_original(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Normalised squared distance of (row, column) pairs, computed like ``gallery_distance_fn``."""
-        out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
-        x = self.feats
-        if self.metric == "cosine":
-            x = F.normalize(x, dim=1)
-        else:
-            x = x - x.mean(dim=0, keepdim=True)
-            sq = (x * x).sum(dim=1)
-        step = max(1, (1 << 24) // max(x.shape[1], 1))
-        for s in range(0, rows.shape[0], step):
-            r, c = rows[s:s + step], cols[s:s + step]
-            dot = (x[r] * x[c]).sum(dim=1)
-            if self.metric == "cosine":
-                d2 = (1.0 - dot).clamp_(0.0, 2.0).square_()
-            else:
-                d2 = (sq[r] + sq[c] - 2.0 * dot).clamp_(min=0.0)
-            out[s:s + step] = d2.to(torch.float32) / self.row_max[r]
+            r = keys[miss] // n
+            out[miss] = self.dist.pairs(r, keys[miss] % n) / self.row_max[r]
         return out
 
     def _expand_query(self, near: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
