@@ -181,10 +181,17 @@ def test_a_broken_source_stops_the_run_before_training(worlds: dict[str, Path], 
 
 
 # ---------------------------------------------------------------------------------------- experiments
-def _synthetic_tiny() -> list[str]:
-    over = [f"data.synthetic.{k}={v}" for k, v in WORLDS["cityflow"].items() if k != "layout"]
-    for name in ("veri", "vehicleid", "compcars"):
-        over += [f"sources.{name}.synthetic.{k}={v}" for k, v in WORLDS[name].items() if k != "layout"]
+SYNTHETIC_TARGETS = {"vehiclenet_synthetic": "cityflow", "vehiclenet_synthetic_veri": "veri",
+                     "vehiclenet_synthetic_vehicleid": "vehicleid"}
+
+
+def _synthetic_tiny(name: str = "vehiclenet_synthetic") -> list[str]:
+    target = SYNTHETIC_TARGETS[name]
+    over = [f"data.synthetic.{k}={v}" for k, v in WORLDS[target].items() if k != "layout"]
+    for source in sorted(set(WORLDS) - {target}):
+        over += [f"sources.{source}.synthetic.{k}={v}" for k, v in WORLDS[source].items() if k != "layout"]
+    if target == "vehicleid":
+        over += ["data.test_sizes=null", "data.protocol_options.repeats=1"]
     return over + ["data.image_size=[64,64]", "data.batch_size=8", "data.eval_batch_size=64", "data.num_workers=0",
                    "backbone.width_mult=0.125", "trainer.enable_progress_bar=false", "logger=none"]
 
@@ -209,14 +216,14 @@ def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid
     return over
 
 
-@pytest.mark.parametrize("name", ["vehiclenet_synthetic", "vehiclenet_veri", "vehiclenet_vehicleid",
-                                  "vehiclenet_cityflow"])
+@pytest.mark.parametrize("name", ["vehiclenet_synthetic", "vehiclenet_synthetic_veri", "vehiclenet_synthetic_vehicleid",
+                                  "vehiclenet_veri", "vehiclenet_vehicleid", "vehiclenet_cityflow"])
 def test_every_experiment_completes_a_fast_dev_run(name: str, tmp_path: Path, worlds: dict[str, Path],
                                                    veri_world: Path, vehicleid_world: Path):
     from vreid_lightning.run import run
 
-    over = _synthetic_tiny() if name == "vehiclenet_synthetic" else _real_layout(name, worlds, veri_world,
-                                                                                 vehicleid_world)
+    over = _synthetic_tiny(name) if name in SYNTHETIC_TARGETS else _real_layout(name, worlds, veri_world,
+                                                                                vehicleid_world)
     cfg = compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true"], tmp_path)
     assert list(cfg.stages) == ["stage1", "stage2"]
     results = run(cfg)
