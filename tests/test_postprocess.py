@@ -246,6 +246,7 @@ def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: P
     assert evaluate_main([str(tmp_path), "--steps", "rerank", "--set", "rerank.k1=6", "--set", "rerank.k2=3"]) == 0
     saved = json.loads((tmp_path / "postprocess" / "results.json").read_text())
     assert saved["test"]["mAP"] == pytest.approx(results["test"]["mAP"], abs=1e-9)
+    assert saved["experiment"] == "baseline_synthetic"  # the table generator attributes it to the features' run
     # cropped-image features from the run's checkpoint and a boxes file (left half of every image)
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("".join(f"{Path(p).name},0,0,32,64\n" for p in fs.query["paths"][:3]))

@@ -177,6 +177,17 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
     return out
 
 
+def _source_experiment(paths: list[Path]) -> str | None:
+    """The experiment the first input's features come from (its run's, or its staged run's, resolved config), so
+    that the shared table generator attributes the evaluation's results; None when no config is found."""
+    feats = Path(paths[0]).resolve()
+    for cand in (feats.parent, feats.parent.parent.parent):  # RUN/features.npz, RUN/stages/NAME/features.npz
+        cfg = cand / "config_resolved.yaml"
+        if cfg.is_file():
+            return (yaml.safe_load(cfg.read_text()) or {}).get("experiment_name")
+    return None
+
+
 def _overrides(sets: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in sets:
@@ -230,7 +241,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         _check_rows(sets[0], cam)
         sets[0].views["cam"] = cam.views[""]
     spec = _steps_spec(args.steps, args.set)
-    out: dict[str, Any] = {"inputs": [str(p) for p in paths], "steps": parse_steps(spec)}
+    out: dict[str, Any] = {"inputs": [str(p) for p in paths], "experiment": _source_experiment(paths),
+                           "steps": parse_steps(spec)}
     if args.cumulative:
         cols = cumulative_table(sets, spec, args.metric, device=args.device)
         out["columns"] = cols
