@@ -49,6 +49,17 @@ def test_matches_dense_reference(metric, seed, nq, ng, k1, k2, dup):
     _check(q, g, qi, gi, qc, gc, k1=k1, k2=k2, lambda_value=0.3, metric=metric)
 
 
+@pytest.mark.parametrize("margin", [0, 1])
+def test_rows_tied_across_the_pool_edge_are_redone_exactly(margin, monkeypatch):
+    # margin 0: every row's k-th value is its pool's largest, so every row is redone from its exact row;
+    # margin 1 with duplicated features: a mix of pooled rows and redone ones
+    import vreid_lightning.evaluation.rerank as rr
+
+    monkeypatch.setattr(rr, "POOL_MARGIN", margin)
+    q, g, qi, gi, qc, gc = _problem(2, 15, 30, dup=20)
+    _check(q, g, qi, gi, qc, gc, k1=5, k2=3, lambda_value=0.3, metric="euclidean")
+
+
 def test_lambda_one_is_the_normalised_squared_distance():
     # lambda = 1 leaves only the original term: d(q, g)^2 / max_x d(q, x)^2 over queries + gallery
     q = np.array([[0.0, 0.0], [3.0, 0.0]])

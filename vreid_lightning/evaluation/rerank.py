@@ -14,9 +14,9 @@ ranks every row, and then:
 5. Jaccard distance 1 - s / (2 - s), s(i, j) = sum_x min(V[i, x], V[j, x]), through the inverted index;
 6. final = (1 - lambda) Jaccard + lambda original, the (Q, G) block.
 
-Here every step works from the features and never holds an (N, N) array: a chunked pass over the rows
-computes each row's maximum and its k1 + 1 nearest (stable order: equal distances keep index order,
-as a stable sort), the reciprocal tests and the 2/3 rule are vectorised over the neighbour lists, V
+Here every step works from the features and never holds an (N, N) array: a chunked pass over the upper
+triangle of the distance (each pair computed once, serving both its rows) computes each row's maximum and
+its k1 + 1 nearest (stable order: equal distances keep index order, as a stable sort), the reciprocal tests and the 2/3 rule are vectorised over the neighbour lists, V
 and its expansion are sparse (rows sorted, ~N x 50 non-zeros), and the Jaccard term of a query chunk
 is a scatter-add over the inverted index (the gallery columns of V). The final distances come out
 (chunk, G) block by block (:func:`k_reciprocal_chunks`), straight into the streaming evaluator
@@ -38,8 +38,9 @@ from .rank import RankAccumulator, as_label_tensor
 __all__ = ["k_reciprocal_distances", "k_reciprocal_chunks", "rerank_evaluate", "KReciprocalIndex"]
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
-# (rows x N) elements per chunk of the neighbour pass; ~40 bytes per element of temporaries
-CHUNK_ELEMENTS = 1 << 22
+# (rows x N) elements per chunk of the passes (32 MB of float32; larger chunks: faster products, more memory)
+CHUNK_ELEMENTS = 1 << 23
+POOL_MARGIN = 8  # candidates kept per row beyond the k1 + 1 nearest (the symmetric pass merges partial lists)
 
 
 def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
@@ -178,11 +179,14 @@ class KReciprocalIndex:
         k1, k2, lambda_value: the paper's parameters (defaults 20, 6, 0.3, CVPR 2017 sec. 4.2).
         metric: ``"euclidean"`` (plain Euclidean distances, squared by the algorithm as the released
             code does) or ``"cosine"`` (1 - cos, squared likewise).
-        chunk_size: rows per chunk of the (chunk, N) passes; None: ~4M elements per chunk.
+        chunk_size: rows per chunk of the (chunk, N) passes; None: ~8M elements per chunk.
+        keep_original: keep the (Q, G) original distances from the neighbour pass for ``blocks`` (memory
+            Q x G more, one product less: for callers that hold the whole (Q, G) result anyway).
     """
 
     def __init__(self, q_feats: ArrayLike, g_feats: ArrayLike, k1: int = 20, k2: int = 6,
-                 lambda_value: float = 0.3, metric: str = "euclidean", chunk_size: int | None = None) -> None:
+                 lambda_value: float = 0.3, metric: str = "euclidean", chunk_size: int | None = None,
+                 keep_original: bool = False) -> None:
         _check_params(k1, k2, lambda_value, metric)
         q, g = _as_tensor(q_feats, "q_feats"), _as_tensor(g_feats, "g_feats")
         if q.shape[1] != g.shape[1]:
@@ -199,6 +203,7 @@ class KReciprocalIndex:
         n = self.num
         self.chunk = int(chunk_size) if chunk_size else max(1, CHUNK_ELEMENTS // n)
         self.dist = _SquaredDistances(self.feats, metric)
+        self.keep_original = bool(keep_original)
         dev = self.feats.device
         # 1. row maxima and stable k1 + 1 nearest neighbours (the released code's initial_rank[:, :k1 + 1])
         k = min(int(k1) + 1, n)
@@ -247,23 +252,66 @@ class KReciprocalIndex:
 
     def _neighbour_pass(self, k: int) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Row maxima (``self.row_max``), the stable k nearest of every row with their normalised squared
-        distances, and a table (sorted keys row * N + column, values) of the normalised distances it found,
-        for the V weights: one chunked exact pass over the rows."""
+        distances, and a table (sorted keys row * N + column, values) of them for the V weights.
+
+        The distance is symmetric, so each pair is computed once: the rows of a chunk [s, e) against the
+        columns [s, N) (the upper triangle), the block serving its rows (columns >= s) and, transposed, the
+        later rows (columns in [s, e)). Every row keeps a pool of its K = k + POOL_MARGIN smallest squared
+        distances and its running maximum. The pool is then ordered by (normalised value, index), as a
+        stable sort of the whole row would; a row whose k-th value equals the pool's largest (a tie across
+        the pool's edge) is redone from its exact row. With ``keep_original`` the queries' gallery columns
+        of the blocks are kept for ``blocks`` (the (Q, G) original term, computed once).
+        """
         n, dev = self.num, self.feats.device
-        self.row_max = torch.empty(n, dtype=torch.float32, device=dev)
-        ranks = torch.empty((n, k), dtype=torch.int64, device=dev)
-        top_vals = torch.empty((n, k), dtype=torch.float32, device=dev)
+        kk = min(k + POOL_MARGIN, n)
+        pool_v = torch.full((n, kk), float("inf"), dtype=torch.float32, device=dev)
+        pool_i = torch.full((n, kk), -1, dtype=torch.int64, device=dev)
+        self.row_max = torch.full((n,), float("-inf"), dtype=torch.float32, device=dev)
+        nq = self.num_query
+        self._kept = torch.empty((nq, n - nq), dtype=torch.float32, device=dev) if self.keep_original else None
+
+        def merge(rows: slice, vals: torch.Tensor, idx: torch.Tensor) -> None:
+            v = torch.cat([pool_v[rows], vals], dim=1)
+            i = torch.cat([pool_i[rows], idx], dim=1)
+            v, pos = torch.topk(v, kk, dim=1, largest=False, sorted=False)
+            pool_v[rows], pool_i[rows] = v, torch.gather(i, 1, pos)
+
         for s in range(0, n, self.chunk):
             e = min(s + self.chunk, n)
-            d2 = self.dist.rows(slice(s, e))  # np.power(original_dist, 2).astype(np.float32)
-            self.row_max[s:e] = d2.max(dim=1).values  # = the released code's column maxima (symmetric)
-            ranks[s:e], top_vals[s:e] = _stable_smallest(d2, self.row_max[s:e], k)
+            block = self.dist.rows(slice(s, e), slice(s, n))  # np.power(original_dist, 2).astype(np.float32)
+            if self._kept is not None and s < nq:
+                self._kept[s:min(e, nq)] = block[:nq - s, nq - s:]
+            # its rows: columns s..N-1 (the columns before s came from earlier chunks, transposed)
+            torch.maximum(self.row_max[s:e], block.max(dim=1).values, out=self.row_max[s:e])
+            v, i = torch.topk(block, min(kk, n - s), dim=1, largest=False, sorted=False)
+            merge(slice(s, e), v, i + s)
+            if e < n:  # the later rows: columns s..e-1, the block transposed
+                later = block[:, e - s:].T.contiguous()  # (later rows, chunk): reductions along rows are faster
+                torch.maximum(self.row_max[e:], later.max(dim=1).values, out=self.row_max[e:])
+                v, i = torch.topk(later, min(kk, e - s), dim=1, largest=False, sorted=False)
+                merge(slice(e, n), v, i + s)
+                del later
+            del block
+        # stable order inside each pool: by index, then stably by normalised value (= the released code's)
+        q = pool_v / self.row_max[:, None]
+        by_index = torch.sort(pool_i, dim=1).indices
+        pool_i, q = torch.gather(pool_i, 1, by_index), torch.gather(q, 1, by_index)
+        q, order = torch.sort(q, dim=1, stable=True)
+        pool_i = torch.gather(pool_i, 1, order)
+        ranks, top_vals = pool_i[:, :k].contiguous(), q[:, :k].contiguous()
+        if kk < n:  # a tie across the pool's edge: the k-th value equals the pool's largest
+            redo = (q[:, k - 1] >= q[:, kk - 1]).nonzero(as_tuple=True)[0]
+            for a in range(0, redo.shape[0], self.chunk):
+                r = redo[a:a + self.chunk]
+                ranks[r], top_vals[r] = _stable_smallest(self.dist.rows(r), self.row_max[r], k)
         keys = (torch.arange(n, device=dev)[:, None] * n + ranks).reshape(-1)
         order = torch.argsort(keys)
         return ranks, top_vals, (keys[order], top_vals.reshape(-1)[order])
 
     def _original(self, s: int, e: int, cols: slice) -> torch.Tensor:
         """Rows s:e of the normalised squared distance (float32) against the items ``cols``."""
+        if self._kept is not None and cols == slice(self.num_query, self.num):
+            return self._kept[s:e] / self.row_max[s:e, None]
         return self.dist.rows(slice(s, e), cols) / self.row_max[s:e, None]
 
     def _weights_input(self, keys: torch.Tensor) -> torch.Tensor:
@@ -347,8 +395,8 @@ def k_reciprocal_distances(q_feats: ArrayLike, g_feats: ArrayLike, k1: int = 20,
         metric: ``"euclidean"`` or ``"cosine"``: the original distance, squared as in the released code.
         chunk_size: rows per chunk (memory knob only; the result does not depend on it).
     """
-    blocks = [b for _, b in k_reciprocal_chunks(q_feats, g_feats, k1, k2, lambda_value, metric, chunk_size)]
-    out = torch.cat(blocks)
+    index = KReciprocalIndex(q_feats, g_feats, k1, k2, lambda_value, metric, chunk_size, keep_original=True)
+    out = torch.cat([b for _, b in index.blocks(chunk_size)])
     return out if isinstance(q_feats, torch.Tensor) else out.cpu().numpy()
 
 
