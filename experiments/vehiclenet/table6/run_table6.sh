@@ -3,7 +3,7 @@
 #   CityFlow-layout world (the paper's Table VI): two +experiment=vehiclenet_synthetic runs, seeds 0 and 1;
 #   VeRi-layout world (timestamps: the time window): two +experiment=vehiclenet_synthetic_veri runs.
 # Per seed s: the model of seed s, its ensemble partner the other seed's model. The camera model for camera
-# verification: +experiment=camera_synthetic on the CityFlow world (see experiments/vehiclenet/README.md).
+# verification: +experiment=camera_synthetic_cityflow (the CityFlow world's cameras).
 #   CF=RUNS_DIR VR=RUNS_DIR CAM=CAMERA_RUN bash experiments/vehiclenet/table6/run_table6.sh
 set -e
 cd "$(dirname "$0")/../../.."
