@@ -26,15 +26,24 @@ from vreid_lightning.reports.runs import mean_and_spread
 __all__ = ["load", "claims_table", "sampling_table"]
 
 
-def load(folder: Path, sampler: str = "shuffle") -> dict[tuple[str, int], dict]:
-    """(sources label, seed) -> results of every run with ``data.sampler == sampler`` below ``folder``."""
+def load(folder: Path, sampler: str = "shuffle", experiment: str = "vehiclenet_synthetic",
+         backbone: str = "vgg_cnn_m") -> dict[tuple[str, int], dict]:
+    """(sources label, seed) -> results of every run of ``experiment`` with its own backbone (not the
+    Table VII swaps) and ``data.sampler == sampler`` below ``folder``."""
     out = {}
     for res in sorted(Path(folder).rglob("results.json")):
-        cfg = yaml.safe_load(res.with_name("config_resolved.yaml").read_text())
-        if cfg["data"].get("sampler") != sampler:
+        cfg_file = res.with_name("config_resolved.yaml")
+        if not cfg_file.is_file():
+            continue
+        cfg = yaml.safe_load(cfg_file.read_text())
+        if (cfg.get("experiment_name") != experiment or cfg["backbone"]["name"] != backbone
+                or cfg["data"].get("sampler") != sampler):
             continue
         label = "+".join(s["dataset"] for s in cfg["data"]["extra_sources"]) or "none"
-        out[(label, int(cfg["seed"]))] = json.loads(res.read_text())
+        key = (label, int(cfg["seed"]))
+        if key in out:
+            raise SystemExit(f"{res}: a second run of sources {label!r}, seed {key[1]}")
+        out[key] = json.loads(res.read_text())
     return out
 
 
