@@ -389,6 +389,10 @@ def k_reciprocal_distances(q_feats: ArrayLike, g_feats: ArrayLike, k1: int = 20,
                            chunk_size: int | None = None) -> ArrayLike:
     """The (Q, G) k-reciprocal re-ranked distances (float32), numpy in -> numpy out, torch in -> torch out.
 
+    The whole (Q, G) result is held, and the original (Q, G) term is kept from the neighbour pass (twice
+    Q x G floats at the peak); for sets whose Q x G does not fit, use :func:`k_reciprocal_chunks` or
+    :func:`rerank_evaluate`, which hold one (chunk, G) block at a time.
+
     Args:
         q_feats, g_feats: (Q, D) and (G, D) features.
         k1, k2, lambda_value: CVPR 2017 sec. 4.2 defaults 20, 6, 0.3.
