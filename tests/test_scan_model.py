@@ -172,6 +172,26 @@ def test_base_module_steps_the_iteration_scheduler_per_batch():
     assert conf["lr_scheduler"]["interval"] == "step"
 
 
+def test_attention_lr_mult_gives_the_scan_module_its_own_group():
+    from vreid_lightning.methods.scan import SCANModule
+
+    kw = dict(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
+              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, net={"reduction": 4})
+    plain = SCANModule(**kw).configure_optimizers()
+    opt = plain["optimizer"] if isinstance(plain, dict) else plain
+    assert len(opt.param_groups) == 1  # factor 1 (the default): one group, as before
+    m = SCANModule(**kw, attention_lr_mult=10.0)
+    conf = m.configure_optimizers()
+    groups = {g["name"]: g for g in (conf["optimizer"] if isinstance(conf, dict) else conf).param_groups}
+    assert groups["network"]["lr"] == pytest.approx(0.1) and groups["attention"]["lr"] == pytest.approx(1.0)
+    att = {id(p) for p in m.net.attention.parameters()}
+    assert {id(p) for p in groups["attention"]["params"]} == att
+    assert not att & {id(p) for p in groups["network"]["params"]}
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(m.parameters()))
+    with pytest.raises(ConfigError, match="model.attention_lr_mult"):
+        SCANModule(**kw, attention_lr_mult=0.0)
+
+
 # ------------------------------------------------------------------------------------ SCAN* partner
 def _tiny_module(attention: bool, seed: int):
     from vreid_lightning.methods.scan import SCANModule

@@ -50,6 +50,10 @@ class SCANModule(ReIDModule):
         partner: checkpoint of a trained SCANModule whose feature joins this one's (Table 3's SCAN*).
         previous_stage: in a staged run, what the previous stage's checkpoint is for: ``"partner"``
             (the SCAN* ensemble) or ``"init"`` (start from its weights where names and shapes match).
+        attention_lr_mult: learning-rate factor of the SCAN module's parameters relative to the rest
+            (paper unstated: 1). The SAB is four single-channel layers (22 parameters at 3x3 kernels):
+            under Adam each weight moves by about the learning rate per step, so a short run needs a
+            larger factor for the map to leave its uniform start (experiments/scan/README.md).
         attribute_classes: passed by the runner to every method; SCAN uses no attributes.
     """
 
@@ -65,12 +69,16 @@ class SCANModule(ReIDModule):
         figures: int = 8,
         partner: str | None = None,
         previous_stage: str = "partner",
+        attention_lr_mult: float = 1.0,
         attribute_classes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
         if previous_stage not in PREVIOUS_STAGE_CHOICES:
             raise ConfigError(f"model.previous_stage={previous_stage!r}; expected one of {list(PREVIOUS_STAGE_CHOICES)}")
+        if not float(attention_lr_mult) > 0.0:
+            raise ConfigError(f"model.attention_lr_mult={attention_lr_mult}: expected a factor > 0")
+        self.attention_lr_mult = float(attention_lr_mult)
         self.net = LightVGGNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
         self.criterion = SCANLoss(**dict(loss or {}))
         self.num_figures = int(figures)
@@ -105,6 +113,20 @@ class SCANModule(ReIDModule):
             combos[other] = feats[other]
             combos[f"{own}+{other}"] = concat_features([feats[own], feats[other]], normalize="l2")
         return combos
+
+    def param_groups(self) -> list[dict[str, Any]] | Any:
+        """The SCAN module at ``attention_lr_mult`` x the base learning rate, the rest at the base rate."""
+        if self.net.attention is None or self.attention_lr_mult == 1.0:
+            return self.parameters()
+        base_lr = (self.optimizer_cfg or {}).get("lr")
+        if base_lr is None:
+            raise ConfigError("optimizer.lr is not set: model.attention_lr_mult scales it for the SCAN module")
+        att = {id(p) for p in self.net.attention.parameters()}
+        return [
+            {"params": [p for p in self.parameters() if id(p) not in att], "lr": float(base_lr), "name": "network"},
+            {"params": list(self.net.attention.parameters()), "lr": float(base_lr) * self.attention_lr_mult,
+             "name": "attention"},
+        ]
 
     # ------------------------------------------------------------------ the SCAN* partner
     def _partner_name(self, name: str) -> str:
