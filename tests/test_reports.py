@@ -61,7 +61,7 @@ def test_every_paper_tables_file_loads_with_the_published_numbers():
     counts = {p: {k: len(t.rows) for k, t in load_paper_tables(REPO / "experiments" / p / "paper_tables.yaml").tables.items()}
               for p in PAPERS}
     assert counts["ram"] == {"table1": 14, "table2": 4}
-    assert counts["scan"] == {"table2": 9, "table3": 11, "table4": 5}
+    assert counts["scan"] == {"table2": 9, "table3": 12, "table4": 5}
     assert counts["rnn_ha"] == {"table1": 10, "table2": 14}
     assert set(counts["vehiclenet"]) == {"table2", "table3_veri", "table3_vehicleid", "table5", "table6", "table7", "table8"}
     rnn = load_paper_tables(REPO / "experiments" / "rnn_ha" / "paper_tables.yaml").tables["table2"]
@@ -166,13 +166,24 @@ def test_check_composes_rows_and_names_the_broken_ones(tmp_path: Path):
                              "columns": [{"name": "mAP", "path": "mAP"}],
                              "rows": [{"labels": ["typo"], "at": "test", "overrides": ["model.nett.x=1"], "paper": [1]},
                                       {"labels": ["group"], "at": "test", "overrides": ["backbone=vgg16"], "paper": [1]},
-                                      {"labels": ["fine"], "at": "test", "overrides": ["seed=3"], "paper": [1]}]}}}
+                                      {"labels": ["fine"], "at": "test", "overrides": ["seed=3"], "paper": [1]},
+                                      # a global-package group (a sweep) is told apart by a key it sets
+                                      {"labels": ["sweep"], "at": "stage_sizes.plain",
+                                       "overrides": ["+sweep=scan_table3", "model=scan"],
+                                       "match": {"model._target_": "vreid_lightning.methods.scan.SCANModule",
+                                                 "stages.plain.model.net.attention": False}, "paper": [1]},
+                                      {"labels": ["sweepless"], "at": "stage_sizes.plain",
+                                       "overrides": ["+sweep=scan_table3", "model=scan"],
+                                       "match": {"model._target_": "vreid_lightning.methods.scan.SCANModule"},
+                                       "paper": [1]}]}}}
     p = tmp_path / "t.yaml"
     p.write_text(yaml.safe_dump(spec))
     result = {line.split(" / ")[1].split(" ")[0]: (line, ok) for line, ok in check_rows(p)}
     assert not result["typo"][1] and "does not compose" in result["typo"][0]
     assert not result["group"][1] and "without a 'match' entry" in result["group"][0]
     assert result["fine"][1]
+    assert result["sweep"][1], result["sweep"][0]
+    assert not result["sweepless"][1] and "['sweep'] without a 'match' entry" in result["sweepless"][0]
 
 
 def _method_run(root: Path, name: str, exp: str, seed: int, mAP: float, params: int, stages: bool = False) -> None:

@@ -45,6 +45,26 @@ def _value(cfg: Any, key: str) -> Any:
     return v if head == key else lookup({"v": v}, "v" + key[len(head):])
 
 
+def _global_keys(group: str, value: Any) -> set[str]:
+    """Top-level keys a ``# @package _global_`` group file (a sweep) sets; empty for a packaged group."""
+    import yaml
+
+    path = CONF_DIR / group / f"{value}.yaml"
+    if not path.is_file():
+        return set()
+    text = path.read_text()
+    if "@package _global_" not in text.split("\n", 3)[0]:
+        return set()
+    return {str(k) for k in (yaml.safe_load(text) or {}) if k not in ("defaults", "hydra")}
+
+
+def _told_apart(group: str, value: Any, match: dict[str, Any]) -> bool:
+    """Whether ``match`` names a key the group override sets: below the group's package, or, for a
+    global-package file (``+sweep=scan_table3``), below one of the top-level keys it sets."""
+    roots = {group} | _global_keys(group, value)
+    return any(k == r or k.startswith(r + ".") for k in match for r in roots)
+
+
 def check_rows(spec_path: str | Path, include_missing: bool = False) -> list[tuple[str, bool]]:
     """One ``(line, ok)`` per (row, existing experiment); rows of absent experiments are listed as
     failures only with ``include_missing``."""
@@ -69,8 +89,8 @@ def check_rows(spec_path: str | Path, include_missing: bool = False) -> list[tup
                     continue
                 bad = [f"{k}={_value(cfg, k)!r} (row wants {v!r})" for k, v in row.constraints().items()
                        if not same_value(v, _value(cfg, k))]
-                groups = [parse_override(o)[0] for o in row.overrides if is_group_key(parse_override(o)[0])]
-                unmatched_groups = [g for g in groups if not any(k == g or k.startswith(g + ".") for k in row.match)]
+                groups = [parse_override(o) for o in row.overrides if is_group_key(parse_override(o)[0])]
+                unmatched_groups = [g for g, value in groups if not _told_apart(g, value, row.match)]
                 if unmatched_groups:
                     bad.append(f"group override(s) {unmatched_groups} without a 'match' entry: no run could be told apart")
                 out.append((f"{name} [{exp}]" + (": " + "; ".join(bad) if bad else ""), not bad))
