@@ -225,3 +225,17 @@ def test_leaderboard_from_a_sweep_directory(tmp_path: Path):
     csv_lines = files[1].read_text().splitlines()
     assert csv_lines[0].startswith("experiment,runs,seeds,mAP_mean,mAP_spread")
     assert csv_lines[2].startswith("baseline_synthetic,2,0 1,0.25,0.0707107")
+
+
+def test_scan_table3_rows_read_the_staged_table3_job():
+    """The committed `+sweep=scan_table3` job fills light_vgg_m from its plain stage, + SCAN from its scan
+    stage (largest test size) and SCAN* from its feature study; the light_vgg16 rows stay empty."""
+    job = REPO / "experiments" / "scan" / "results" / "scan_synthetic_vehicleid_table3_seed0"
+    saved = json.loads((job / "results.json").read_text())
+    md = paper_report(REPO / "experiments" / "scan" / "paper_tables.yaml", load_runs([job]), ["table3"]).markdown
+    plain, scan = saved["stage_sizes"]["plain"]["2400"], saved["stage_sizes"]["scan"]["2400"]
+    star = saved["features"]["scan+plain"]
+    assert f"| light_vgg_m | 44.14 | 65.21 | {100 * plain['rank1']:.2f} | {100 * plain['rank5']:.2f} |" in md
+    assert f"| light_vgg_m+SCAN | 55.73 | 71.73 | {100 * scan['rank1']:.2f} | {100 * scan['rank5']:.2f} |" in md
+    assert f"| light_vgg_m+SCAN* (not in the paper) | - | - | {100 * star['rank1']:.2f} | {100 * star['rank5']:.2f} |" in md
+    assert "| light_vgg16 | 60.63 | 72.67 | no run | no run |" in md
