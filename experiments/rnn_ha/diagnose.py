@@ -35,12 +35,14 @@ __all__ = ["diagnose", "main"]
 def _pass(model: RNNHAModule, split, image_size, rows: np.ndarray, batch: int = 128) -> dict[str, np.ndarray]:
     ds = ImageDataset(split, build_test_transform(image_size))
     net = model.net.eval()
+    maps: list[torch.Tensor] = []
+    hook = net.backbone.register_forward_hook(lambda _m, _i, out: maps.append(out))  # f, from the one forward
     pred, x1n, x2n, ent = [], [], [], []
     for i in range(0, len(rows), batch):
         x = torch.stack([ds[int(j)]["image"] for j in rows[i:i + batch]])
-        f = net.backbone(x)
-        x1 = f.mean(dim=(2, 3))
         out = net(x)
+        f = maps.pop()
+        x1 = f.mean(dim=(2, 3))
         if net.attention is not None:
             x2, a = net.attention(f, out.o1)
             p = a.flatten(1)
@@ -50,13 +52,22 @@ def _pass(model: RNNHAModule, split, image_size, rows: np.ndarray, batch: int = 
         pred.append(out.logits["model"].argmax(1).numpy())
         x1n.append(x1.norm(dim=1).numpy())
         x2n.append(x2.norm(dim=1).numpy())
+    hook.remove()
     return {"pred": np.concatenate(pred), "x1": np.concatenate(x1n), "x2": np.concatenate(x2n),
             "entropy": np.concatenate(ent) if ent else None}
 
 
 def diagnose(run_dir: Path, images: int = 512) -> dict[str, float]:
     """The numbers of the module docstring for one run."""
+    for need in ("config_resolved.yaml", "checkpoints/last.ckpt"):
+        if not (run_dir / need).is_file():
+            raise SystemExit(f"diagnose: {run_dir / need} does not exist; expected a finished RNN-HA run directory "
+                             "(config_resolved.yaml and checkpoints/last.ckpt)")
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
+    target = str(OmegaConf.select(cfg, "model._target_", default=""))
+    if not target.endswith("RNNHAModule"):
+        raise SystemExit(f"diagnose: {run_dir / 'config_resolved.yaml'}: model._target_ is {target!r}; "
+                         "expected an RNN-HA run (vreid_lightning.methods.rnn_ha.RNNHAModule)")
     model = RNNHAModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
                                              weights_only=False)
     dm = instantiate(cfg.data, _recursive_=False)
