@@ -51,9 +51,8 @@ class SCANModule(ReIDModule):
         previous_stage: in a staged run, what the previous stage's checkpoint is for: ``"partner"``
             (the SCAN* ensemble) or ``"init"`` (start from its weights where names and shapes match).
         attention_lr_mult: learning-rate factor of the SCAN module's parameters relative to the rest
-            (paper unstated: 1). The SAB is four single-channel layers (22 parameters at 3x3 kernels):
-            under Adam each weight moves by about the learning rate per step, so a short run needs a
-            larger factor for the map to leave its uniform start (experiments/scan/README.md).
+            (paper unstated: 1, one rate). The SAB is four single-channel layers (22 parameters at 3x3
+            kernels); at 10 its ReLU chain dies on the synthetic world (experiments/scan/README.md).
         attribute_classes: passed by the runner to every method; SCAN uses no attributes.
     """
 
