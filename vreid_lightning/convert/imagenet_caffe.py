@@ -1,0 +1,12 @@
+"""FORMAT ``vgg-cnn-m``: the BVLC VGG_CNN_M(_1024) ImageNet models, as ``models.backbones.caffe`` converts them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def main(fmt: str, argv: Sequence[str]) -> int:
+    from vreid_lightning.models.backbones.caffe import main as caffe_main
+
+    caffe_main(list(argv))
+    return 0
