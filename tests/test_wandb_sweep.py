@@ -16,15 +16,17 @@ import yaml
 
 from conftest import TINY, run_cli
 
+# the sweep's budget: a row names it too, since a run counts for a row only at the row's own config
+SHRUNK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.check_val_every_n_epoch=1"]
 SPEC = {
     "paper": "Sweep test",
     "tables": {"t1": {
         "heading": "Table T", "dataset": "Toy", "units": "fraction",
         "experiments": {"synthetic": "baseline_synthetic"}, "synthetic_world": "the tiny world",
         "labels": ["Seed"], "columns": [{"name": "mAP", "path": "mAP"}, {"name": "Top-1", "path": "rank1"}],
-        "rows": [{"labels": ["seed 1"], "at": "test", "overrides": ["seed=1"], "paper": [0.5, 0.6]},
-                 {"labels": ["seed 2"], "at": "test", "overrides": ["seed=2"], "paper": [0.5, 0.6]},
-                 {"labels": ["seed 3"], "at": "test", "overrides": ["seed=3"], "paper": [0.5, 0.6]}]}},
+        "rows": [{"labels": ["seed 1"], "at": "test", "overrides": [*SHRUNK, "seed=1"], "paper": [0.5, 0.6]},
+                 {"labels": ["seed 2"], "at": "test", "overrides": [*SHRUNK, "seed=2"], "paper": [0.5, 0.6]},
+                 {"labels": ["seed 3"], "at": "test", "overrides": [*SHRUNK, "seed=3"], "paper": [0.5, 0.6]}]}},
 }
 
 
@@ -83,8 +85,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, veri_world: Path) -> tuple[P
     home.mkdir()
     env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(home / ".netrc"),
            "WANDB_DISABLE_GIT": "true", "WANDB_SILENT": "true"}
-    p = run_cli(["-m", "+experiment=baseline_synthetic", *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                 "trainer.check_val_every_n_epoch=1", "seed=1,2", "hydra/launcher=local", "logger=wandb",
+    p = run_cli(["-m", "+experiment=baseline_synthetic", *SHRUNK, "seed=1,2", "hydra/launcher=local", "logger=wandb",
                  f"+report.paper_tables={spec}", "+report.tables=[t1]", "+report.name=table_t"],
                 tmp, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
