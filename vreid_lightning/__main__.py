@@ -21,8 +21,11 @@ log = logging.getLogger("vreid_lightning")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from vreid_lightning.logs import setup_run_logging
     from vreid_lightning.run import run
     from vreid_lightning.wandb_utils import finish_wandb
+
+    setup_run_logging()  # each line once; no warning the suite's own defaults cause
 
     code = 1
     try:
