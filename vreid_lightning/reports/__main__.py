@@ -23,11 +23,18 @@ from vreid_lightning.errors import ConfigError
 __all__ = ["main"]
 
 
+def _note_skipped(skipped: list[str]) -> None:
+    for s in skipped:
+        print(f"note: {s} skipped: its run.json marks the run failed or interrupted", file=sys.stderr)
+
+
 def _tables(args: argparse.Namespace) -> int:
     from vreid_lightning.reports.generate import paper_report, update_readme, write_report
     from vreid_lightning.reports.runs import load_runs
 
-    report = paper_report(args.spec, load_runs(args.runs), args.table)
+    skipped: list[str] = []
+    report = paper_report(args.spec, load_runs(args.runs, skipped), args.table)
+    _note_skipped(skipped)
     if args.readme:
         print(f"updated {update_readme(args.readme, report)}")
     if args.out:
@@ -55,7 +62,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from vreid_lightning.reports.leaderboard import leaderboard_report, write_leaderboard
     from vreid_lightning.reports.runs import load_runs
 
-    board = leaderboard_report(load_runs(args.runs))
+    skipped: list[str] = []
+    board = leaderboard_report(load_runs(args.runs, skipped))
+    _note_skipped(skipped)
     if args.out:
         for p in write_leaderboard(args.out, board):
             print(f"wrote {p}")

@@ -50,7 +50,17 @@ def sweep_report(sweep_dir: str | Path, report: dict[str, Any] | None, wandb_cfg
     from vreid_lightning.reports.sweep_points import sweep_points_report
 
     sweep_dir = Path(sweep_dir)
-    runs = load_runs([sweep_dir]) if sweep_dir.is_dir() else []
+    skipped: list[str] = []
+    runs = load_runs([sweep_dir], skipped) if sweep_dir.is_dir() else []
+    for s in skipped:
+        log.warning("sweep %s: %s left out of the table: the run failed (its run.json)", sweep_dir, s)
+    if sweep_dir.is_dir():
+        from vreid_lightning.runner.status import read_status
+
+        for f in sorted(sweep_dir.rglob("run.json")):
+            st = read_status(f.parent) or {}
+            if st.get("status") == "failed" and not (f.parent / "results.json").is_file():
+                log.warning("sweep %s: job %s failed: %s", sweep_dir, f.parent.name, st.get("error"))
     if not runs:
         log.warning("sweep %s: no results.json was written, no table", sweep_dir)
         return []
