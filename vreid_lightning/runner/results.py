@@ -49,7 +49,10 @@ def format_results_table(results: dict[str, Any]) -> str:
     for name, m in rows:
         lines.append(f"{name:<{width}}" + "".join(
             f"{m[c]:>9.4f}" if isinstance(m.get(c), float) else f"{'-':>9}" for c in cols))
-    return "\n".join(lines)
+    from vreid_lightning.evaluation.drops import postprocess_drop_note
+
+    note = postprocess_drop_note(results)  # a post-processing step that lowered mAP is said, not left silent
+    return "\n".join([*lines, *([note] if note else [])])
 
 
 @rank_zero_only
