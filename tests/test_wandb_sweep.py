@@ -110,6 +110,11 @@ def test_sweep_ends_by_writing_and_printing_its_table(sweep):
         assert f"| seed {seed} | 0.500 | 0.600 | {m['mAP']:.3f} | {m['rank1']:.3f} |" in md
     assert "| seed 3 | 0.500 | 0.600 | no run | no run |" in md
     assert "### Table T: paper vs the suite on the tiny world" in stdout and "Sweep table:" in stdout
+    # before the first job: the job count and each job's recorded cost (reports/costs.py)
+    assert stdout.index("Sweep: 2 jobs") < stdout.index("Sweep table:") and "#1 baseline_synthetic: " in stdout
+    # and the sweep-points table beside the paper table: one point, its two seeds aggregated
+    points = (sweep_dir / "sweep_points.md").read_text()
+    assert "2 runs in 1 sweep point(s); swept: nothing (every run is one point); seeds aggregated" in points
     assert (sweep_dir / "table_t.csv").read_text().startswith("table,row,column")
 
 

@@ -94,7 +94,7 @@ def sweep_points_report(runs: list[Run]) -> SweepPoints:
     """Group ``runs`` into sweep points and render the table (points in sweep order)."""
     swept = swept_keys(runs)
     point_keys = [k for k in swept if k not in AGGREGATED]
-    if len({str(r.experiment) for r in runs}) > 1:
+    if len({str(r.experiment) for r in runs}) > 1 and not {"experiment", "experiment_name"} & set(point_keys):
         point_keys = ["experiment_name", *[k for k in point_keys if k != "experiment_name"]]
     groups: dict[tuple[str, ...], list[Run]] = {}
     for r in runs:
