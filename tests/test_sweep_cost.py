@@ -43,3 +43,14 @@ def test_every_recorded_cost_names_an_experiment_and_its_source():
     costs = load_costs()
     assert costs and all((CONF / "experiment" / f"{k}.yaml").is_file() for k in costs)
     assert all(c.source and c.measured and (c.wall_s or c.train_s) for c in costs.values())
+
+
+def test_command_line_sweep_without_sweep_params():
+    from omegaconf import open_dict
+
+    cfg = _cfg(["+experiment=baseline_synthetic"])
+    with open_dict(cfg):
+        cfg.hydra.overrides.task += ["seed=1,2"]
+    assert sweep_cost_lines(cfg, {})[:3] == ["Sweep: 2 jobs (recorded costs: experiments/costs.yaml, README 'Cost of a run'):",
+                                             "  #0 baseline_synthetic: no recorded cost",
+                                             "  #1 baseline_synthetic: no recorded cost"]

@@ -8,6 +8,8 @@
     python -m vreid_lightning.reports check experiments/*/paper_tables.yaml
     # the cross-method leaderboard of a sweep (or any runs)
     python -m vreid_lightning.reports leaderboard outputs/leaderboard_synthetic/multiruns/<time> [--out DIR]
+    # the README's lists of config groups, experiments, sweeps and recorded costs, from the config tree
+    python -m vreid_lightning.reports docs-lists --readme README.md [--check]
 
 Exit code 2 with one line on bad input (a missing file, a malformed tables file, missing README markers).
 """
@@ -76,6 +78,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docs_lists(args: argparse.Namespace) -> int:
+    from vreid_lightning.reports.docs_lists import update_readme_lists
+
+    ok = update_readme_lists(args.readme, check=args.check)
+    if args.check:
+        print(f"{args.readme}: generated lists {'up to date' if ok else 'DIFFER from the config tree'}")
+        return 0 if ok else 1
+    print(f"{args.readme}: {'up to date' if ok else 'updated'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vreid_lightning.reports", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -96,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--out", type=Path, help="write leaderboard.md and leaderboard.csv into this folder")
     lb.add_argument("--readme", type=Path, help="replace this README's section between the leaderboard markers")
     lb.set_defaults(fn=_leaderboard)
+    d = sub.add_parser("docs-lists", help="the README's lists generated from the config tree")
+    d.add_argument("--readme", type=Path, default=Path("README.md"))
+    d.add_argument("--check", action="store_true", help="only compare: exit 1 when the README differs")
+    d.set_defaults(fn=_docs_lists)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

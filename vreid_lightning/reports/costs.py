@@ -82,7 +82,8 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | int | None:
         return int(n) if n is not None else None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    params = OmegaConf.to_container(sweeper.get("params") or {}, resolve=False)
+    node = sweeper.get("params")
+    params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
     args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     overrides = OverridesParser.create().parse_overrides(args)
     return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
