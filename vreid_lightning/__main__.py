@@ -32,6 +32,7 @@ def _run_dir(cfg: DictConfig) -> str | None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from vreid_lightning.logs import setup_run_logging
+    from vreid_lightning.preflight import check_devices
     from vreid_lightning.run import run
     from vreid_lightning.runner.status import track_run
     from vreid_lightning.wandb_utils import finish_wandb
@@ -41,6 +42,7 @@ def main(cfg: DictConfig) -> float | None:
     code = 1
     try:
         with track_run(_run_dir(cfg), str(cfg.get("experiment_name"))):  # run.json: running/finished/failed
+            check_devices(cfg)  # a GPU trainer on a CPU-only machine: one line naming trainer=cpu / ddp_spawn
             results = run(cfg)
         code = 0
         return float(results.get("test", {}).get("mAP", float("nan")))

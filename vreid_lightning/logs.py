@@ -24,7 +24,8 @@ SUPPRESSED: tuple[tuple[str, str], ...] = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated",
      "a deprecation inside lightning/pytorch/utilities/_pytree.py against newer torch; nothing the user calls"),
     (r"The number of training batches \(\d+\) is smaller than the logging interval",
-     "the suite's trainer.log_every_n_steps default on a tiny world; epoch-level metrics are logged regardless"),
+     "the suite's trainer.log_every_n_steps default on a small world: callbacks/cadence.py lowers the interval "
+     "to the epoch's batches at the start of training, so step metrics are logged"),
     (r".*dirpath has changed from",
      "train=false / resume= restore a checkpoint written under the run's own directory; the suite's checkpoint "
      "callbacks write where the current run says (callbacks/checkpoint.py)"),
