@@ -53,3 +53,19 @@ def test_shrunk_and_changed_runs_are_listed_apart_not_averaged(tmp_path: Path):
     assert f"- baseline: `{sweep / '3' / 'results.json'}` not matching (model.net.num_regions: 2 (row: 3))" in md
     assert report.unmatched == []  # kept apart is not "matches no row"
     assert ",0.42,0.0282843,2," in report.csv
+
+
+def test_hardware_keys_do_not_count_the_global_batch_does(tmp_path: Path):
+    """4 ranks x 8 per rank on GPUs matches a row of batch 32 on one CPU; 4 x 32 does not."""
+    spec = tmp_path / "tables.yaml"
+    spec.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    sweep = tmp_path / "sweep"
+    _run(sweep, "0", 0.40, trainer__accelerator="gpu", trainer__strategy="ddp", trainer__devices=4,
+         data__batch_size=8)
+    _run(sweep, "1", 0.30, trainer__accelerator="gpu", trainer__strategy="ddp", trainer__devices=4)
+    for name, gb in (("0", 32), ("1", 128)):
+        f = sweep / name / "results.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "batch": {"global_batch": gb, "lr": 0.001}}))
+    md = paper_report(spec, load_runs([sweep])).markdown
+    assert "| baseline | 0.500 | 0.400 |" in md
+    assert f"`{sweep / '1' / 'results.json'}` not matching (global batch: 128 (row: 32))" in md
