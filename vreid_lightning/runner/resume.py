@@ -20,7 +20,8 @@ __all__ = ["prepare_resume", "STAGE_RESULTS", "finished_stage", "last_checkpoint
 
 STAGE_RESULTS = "stage_results.json"
 # keys that may differ between the original and the resumed command (they change no number)
-_FREE = ("resume", "ckpt_path", "paths", "logger", "hydra", "trainer.enable_progress_bar")
+_FREE = ("resume", "ckpt_path", "paths", "logger", "hydra", "trainer.enable_progress_bar",
+         "callbacks.progress", "callbacks.model_summary", "callbacks.log_cadence")  # log output only
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
