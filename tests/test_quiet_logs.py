@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, TINY
 
-PROGRESS = re.compile(r"\[progress\] \| fit \| epoch (\d+)/2 \| step (\d+)/(\d+) \| loss \d+\.\d{4} \| "
+PROGRESS = re.compile(r"\[progress\] fit \| epoch (\d+)/2 \| step (\d+)/(\d+) \| loss \d+\.\d{4} \| "
                       r"\d+\.\d images/s \| ETA \d+:\d\d:\d\d")
 HYDRA_LINE = re.compile(r"^\[[\d\- :,]+\]\[[\w.]+\]\[(INFO|WARNING|ERROR)\] - (.*)$")
 
@@ -38,7 +38,7 @@ def test_progress_lines_in_a_log_file(redirected_run):
     steps = [(int(m[1]), int(m[2]), int(m[3])) for m in found if m]
     assert steps and steps[-1][0] == 2 and steps[-1][1] == steps[-1][2]  # up to the last step of epoch 2
     assert [s for _, s, _ in steps] == sorted(s for _, s, _ in steps)
-    assert re.search(r"\[progress\] \| test \| batch \d+/\d+ \| [\d.]+ images/s \| ETA", stdout)
+    assert re.search(r"\[progress\] test \| batch \d+/\d+ \| [\d.]+ images/s \| ETA", stdout)
     assert PROGRESS.search((run / "__main__.log").read_text())  # the run's own log has them too
 
 

@@ -117,9 +117,11 @@ class ProgressLog(L.Callback):
         now = time.monotonic()
         rate = (self._images - self._images_at_last) / max(now - self._last, 1e-9)
         self._last, self._images_at_last = now, self._images
+        self._line([*parts, f"{rate:.1f} images/s", f"ETA {eta}"])
+
+    def _line(self, parts: list[str]) -> None:
         stage = self._stage()
-        log.info(" | ".join([f"[progress]{f' stage {stage}' if stage else ''}", *parts, f"{rate:.1f} images/s",
-                             f"ETA {eta}"]))
+        log.info("[progress] " + " | ".join([*([f"stage {stage}"] if stage else []), *parts]))
 
     # fit
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -169,7 +171,5 @@ class ProgressLog(L.Callback):
         per_batch = (now - self._eval_t0) / self._eval_batches
         rate = (self._eval_images - self._eval_images_at_last) / max(now - self._last_eval, 1e-9)
         self._last_eval, self._eval_images_at_last = now, self._eval_images
-        stage = self._stage()
         eta = format_eta(per_batch * (total - self._eval_batches)) if total else "?"
-        log.info(" | ".join([f"[progress]{f' stage {stage}' if stage else ''}", phase,
-                             f"batch {self._eval_batches}/{total or '?'}", f"{rate:.1f} images/s", f"ETA {eta}"]))
+        self._line([phase, f"batch {self._eval_batches}/{total or '?'}", f"{rate:.1f} images/s", f"ETA {eta}"])
