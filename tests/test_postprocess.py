@@ -312,8 +312,9 @@ def test_detector_without_weights_names_the_file(tmp_path: Path):
 
 
 def test_each_evaluation_writes_its_own_directory_and_flags_a_step_that_lowers_mAP(tmp_path: Path, capsys):
-    """Two evaluations of one run: two folders, each with all its files; --out must be new or empty; a step
-    that lowers mAP says so in its row (here: qe with a huge eps merges every query into one cluster)."""
+    """Two evaluations of one run: two folders, each with all its files; into one --out folder, a second
+    evaluation replaces all of the first one's files (a non-cumulative one writes its own table.md too); a
+    step that lowers mAP says so in its row (here: qe with a huge eps merges every query into one cluster)."""
     save_features(_problem(), tmp_path / "run" / "features.npz")
     args = [str(tmp_path / "run"), "--steps", "qe", "--set", "qe.eps=4.0", "--cumulative"]
     assert evaluate_main(args) == 0 and evaluate_main(args) == 0
@@ -326,8 +327,14 @@ def test_each_evaluation_writes_its_own_directory_and_flags_a_step_that_lowers_m
     assert after < before and res["mAP_drops"] == {"qe": {"before": before, "after": after}}
     row = next(ln for ln in (dirs[0] / "table.md").read_text().splitlines() if ln.startswith("| Query Expansion?"))
     assert f"lowers mAP here: {100 * before:.2f} -> {100 * after:.2f}" in row and "README" in row
-    assert evaluate_main([*args, "--out", str(dirs[0])]) == 2  # not into a folder that holds an evaluation
-    assert "exists and is not an empty folder" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert evaluate_main([*args, "--out", str(out)]) == 0
+    (out / "mine.txt").write_text("kept")
+    assert evaluate_main([str(tmp_path / "run"), "--steps", "rerank", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == parse_steps("rerank")
+    table = (out / "table.md").read_text()
+    assert "Re-ranking?" in table and "Query Expansion?" not in table  # not the first evaluation's table
+    assert (out / "mine.txt").read_text() == "kept"
 
 
 def test_results_table_says_when_post_processing_lowered_mAP():

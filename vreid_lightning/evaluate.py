@@ -13,9 +13,9 @@ the plain ranking and then the steps added one at a time, in the order listed: T
 as columns, mAP and rank-1 per column. A step that lowers mAP says so in its row of the table.
 
 Each evaluation writes into its own directory, all its files together (``results.json``, ``table.md``,
-``command.txt``): ``--out DIR`` (a new or empty folder), by default a new timestamped folder beside the
-first input (``<its directory>/evaluations/<YYYY-mm-dd_HH-MM-SS>``), so a second evaluation never
-overwrites part of a first one.
+``command.txt``): by default a new timestamped folder beside the first input
+(``<its directory>/evaluations/<YYYY-mm-dd_HH-MM-SS>``); with ``--out DIR`` a previous evaluation's
+files there are replaced all together (none is left stale beside the new ones).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from vreid_lightning.evaluation.drops import drop_label, mAP_drops
 from vreid_lightning.evaluation.postprocess import STEP_DEFAULTS, cumulative_table, parse_steps, postprocess_evaluate
 from vreid_lightning.evaluation.saved_features import FeatureSet, load_features
 
-__all__ = ["main", "build_parser", "resolve_features", "format_table", "output_dir"]
+__all__ = ["main", "build_parser", "resolve_features", "format_table", "output_dir", "EVALUATION_FILES"]
 
 STEP_TITLES = {
     "crop": "with Cropped Image?", "ensemble": "Model Ensemble?", "qe": "Query Expansion?",
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "each input run from its checkpoint: a boxes file (CSV image,x0,y0,x1,y1), 'dataset' (the synthetic "
                    "world's synth_boxes.csv) or maskrcnn:WEIGHTS")
     p.add_argument("--metric", choices=["cosine", "euclidean"], help="plain ranking metric (default: the run's)")
-    p.add_argument("--out", help="output directory, new or empty (default: a new folder "
-                   "<first input's directory>/evaluations/<time>)")
+    p.add_argument("--out", help="output directory; a previous evaluation's files there are replaced together "
+                   "(default: a new folder <first input's directory>/evaluations/<time>)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -274,15 +274,19 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+EVALUATION_FILES = ("results.json", "table.md", "command.txt")
+
+
 def output_dir(out: str | None, first_input: Path) -> Path:
-    """The evaluation's own directory: ``out`` (new or empty), else a new ``evaluations/<time>`` folder beside
-    the first input."""
+    """The evaluation's own directory: ``out`` (a previous evaluation's files in it are replaced, all of them;
+    other files are left alone), else a new ``evaluations/<time>`` folder beside the first input."""
     if out:
         d = Path(out)
-        if d.exists() and (not d.is_dir() or any(d.iterdir())):
-            raise ConfigError(f"--out {d}: exists and is not an empty folder; each evaluation writes into its own "
-                              "(leave --out out for a new timestamped folder)")
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"--out {d}: exists and is not a folder")
         d.mkdir(parents=True, exist_ok=True)
+        for name in EVALUATION_FILES:  # a previous evaluation's files go together: none is left stale
+            (d / name).unlink(missing_ok=True)
         return d
     base = first_input.parent / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
     d, n = base, 1
