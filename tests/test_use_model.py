@@ -1,0 +1,121 @@
+"""After fit: extract features of any images, search a gallery, on a tiny trained run of the synthetic world."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import compose, tiny_for
+
+TINY_RUN = ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, veri_world: Path) -> Path:
+    """A one-epoch baseline run (checkpoint, config_resolved.yaml, features.npz of its test)."""
+    from vreid_lightning.run import run
+
+    out = tmp_path_factory.mktemp("baseline_run")
+    run(compose(["+experiment=baseline_synthetic", *tiny_for("baseline_synthetic"), *TINY_RUN], out))
+    return out
+
+
+def _extract(argv: list[str]) -> int:
+    from vreid_lightning.extract import main
+
+    return main(argv)
+
+
+def test_extract_split_equals_the_test_runs_features(tiny_run: Path, tmp_path: Path):
+    out = tmp_path / "test.npz"
+    assert _extract([str(tiny_run), "--split", "test", "--out", str(out), "--batch-size", "5", "--device", "cpu"]) == 0
+    ref, got = np.load(tiny_run / "features.npz"), np.load(out)
+    for side in ("query", "gallery"):
+        np.testing.assert_allclose(got[f"{side}_feats"], ref[f"{side}_feats"], atol=1e-6, rtol=0)
+        for k in ("ids", "cams", "times", "paths"):
+            assert (got[f"{side}_{k}"] == ref[f"{side}_{k}"]).all()
+
+
+def test_extract_images_with_a_broken_file(tiny_run: Path, veri_world: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "imgs"
+    shutil.copytree(veri_world / "image_test", folder)
+    (folder / "0001_c001_00000001_0.jpg").write_bytes(b"not an image")
+    out = tmp_path / "g.npz"
+    assert _extract([str(tiny_run), "--images", str(folder / "*.jpg"), "--out", str(out), "--device", "cpu"]) == 0
+    assert "1 unreadable image(s)" in capsys.readouterr().err
+    report = Path(str(out) + ".unreadable.txt").read_text().splitlines()
+    assert len(report) == 1 and report[0].startswith(str(folder / "0001_c001_00000001_0.jpg"))
+    ref, got = np.load(tiny_run / "features.npz"), np.load(out)
+    assert got["query_feats"].shape[0] == 0
+    row = {Path(p).name: i for i, p in enumerate(got["gallery_paths"])}
+    order = [row[Path(p).name] for p in ref["gallery_paths"]]
+    assert len(row) == len(order)
+    np.testing.assert_allclose(got["gallery_feats"][order], ref["gallery_feats"], atol=1e-6, rtol=0)
+    assert (got["gallery_ids"][order] == ref["gallery_ids"]).all()  # parsed from the VeRi-style names
+    assert (got["gallery_cams"][order] == ref["gallery_cams"]).all()
+    assert _extract([str(tiny_run), "--images", str(folder), "--out", str(out), "--strict", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "0001_c001_00000001_0.jpg: expected a readable image" in err
+
+
+def test_extract_unknown_feature_lists_the_offered_ones(tiny_run: Path, tmp_path: Path, capsys):
+    assert _extract([str(tiny_run), "--split", "query", "--out", str(tmp_path / "q.npz"), "--feature", "nope",
+                     "--device", "cpu"]) == 2
+    assert "--feature 'nope'" in capsys.readouterr().err
+
+
+def test_block_topk_is_the_stable_sort_order():
+    from vreid_lightning.evaluation.topk import block_topk
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.randint(0, 6, (9, 40), generator=g).double()  # many ties
+    d[0, 3] = float("nan")
+    d[1, :] = float("inf")
+    d[1, 7] = 0.5
+    idx, dist = block_topk(d, 12)
+    ref = np.argsort(np.nan_to_num(d.numpy(), nan=np.inf), axis=1, kind="stable")[:, :12]
+    finite = np.isfinite(np.take_along_axis(d.numpy(), ref, 1))
+    assert (idx.numpy() == np.where(finite, ref, -1)).all()
+    assert idx[1, 0] == 7 and (idx[1, 1:] == -1).all()
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_search_topk_equals_the_evaluators_ranking(tiny_run: Path, chunk):
+    from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.evaluation.saved_features import load_features
+    from vreid_lightning.search import search_features
+    from vreid_lightning.viz.ranklist import top_k_valid
+
+    fs = load_features(tiny_run / "features.npz")
+    idx, dist = search_features(fs, 10, chunk_size=chunk)
+    q, g = (torch.as_tensor(a) for a in fs.views[""])
+    full = compute_distance(q, g, fs.metric).numpy()
+    ref = top_k_valid(full, fs.query["ids"], fs.gallery["ids"], fs.query["cams"], fs.gallery["cams"], 10)
+    assert (idx == ref).all()
+    np.testing.assert_allclose(dist, np.take_along_axis(full, ref, 1), atol=1e-6)
+
+
+def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tmp_path: Path):
+    from vreid_lightning.search import main
+
+    gallery = tmp_path / "g.npz"
+    assert _extract([str(tiny_run), "--split", "gallery", "--out", str(gallery), "--device", "cpu"]) == 0
+    query = sorted((veri_world / "image_query").glob("*.jpg"))[0]
+    out = tmp_path / "s" / "ranks.png"
+    assert main([str(tiny_run), "--query", str(query), "--gallery", str(gallery), "--topk", "5", "--out", str(out),
+                 "--steps", "rerank", "--device", "cpu"]) == 0
+    assert out.is_file()
+    lists = json.loads(out.with_suffix(".json").read_text())
+    assert len(lists) == 1 and [r["rank"] for r in lists[0]["results"]] == [1, 2, 3, 4, 5]
+    assert all(Path(r["path"]).parent.name == "image_test" for r in lists[0]["results"])
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert len(rows) == 5 and rows[0]["query"] == str(query)
+    dists = [float(r["distance"]) for r in rows]
+    assert dists == sorted(dists)
+    assert main([str(gallery), "--query", str(query), "--out", str(out), "--device", "cpu"]) == 2  # images need a ckpt
