@@ -119,3 +119,85 @@ def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tm
     dists = [float(r["distance"]) for r in rows]
     assert dists == sorted(dists)
     assert main([str(gallery), "--query", str(query), "--out", str(out), "--device", "cpu"]) == 2  # images need a ckpt
+
+
+# Every method's network, tiny and untrained (parity does not need training): experiment, stage, extra overrides.
+EXPORT_CASES = [
+    ("baseline_synthetic", None, []),
+    ("ram_synthetic", "ram", []),
+    ("scan_synthetic", None, ["model.net.reduction=4", "backbone.norm=bn"]),
+    ("rnn_ha_synthetic", None, ["model.net.hidden_size=16", "model.net.transformer_dims=[16]", "backbone.norm=bn"]),
+    ("vehiclenet_synthetic", "stage2", []),
+    ("camera_synthetic", None, []),
+]
+
+
+def _tiny_model(name: str, stage: str | None, extra: list[str], out: Path):
+    from types import SimpleNamespace
+
+    from vreid_lightning.inference import TrainedModel
+    from vreid_lightning.runner.fit import build_model
+    from vreid_lightning.runner.stages import stage_config
+
+    cfg = compose([f"+experiment={name}", *tiny_for(name), *extra], out)
+    if stage is not None:
+        cfg = stage_config(cfg, stage)
+    torch.manual_seed(0)
+    dm = SimpleNamespace(num_classes=12, attribute_classes={"colour": 11, "type": 10})
+    module = build_model(cfg, dm, stage).eval()
+    for m in module.modules():  # non-trivial BatchNorm statistics, so that eval-mode BN is exercised
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return TrainedModel(module, cfg, out / "untrained.ckpt", out, stage)
+
+
+def _real_images(world: Path, size: tuple[int, int], n: int = 5) -> torch.Tensor:
+    from PIL import Image
+
+    from vreid_lightning.data.transforms import build_test_transform
+
+    tf = build_test_transform(size)
+    return torch.stack([tf(Image.open(p).convert("RGB")) for p in sorted((world / "image_test").glob("*.jpg"))[:n]])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name,stage,extra", EXPORT_CASES, ids=[c[0] for c in EXPORT_CASES])
+def test_every_methods_network_exports_with_parity(name, stage, extra, fmt, veri_world: Path, tmp_path: Path):
+    from vreid_lightning.export import export_model, parity_check
+
+    trained = _tiny_model(name, stage, extra, tmp_path)
+    path, meta = export_model(trained, fmt, tmp_path / f"model.{fmt}")
+    assert meta["output"] == trained.module.main_feature and meta["flip_averaged"] == trained.module.eval_cfg["flip"]
+    images = _real_images(veri_world, trained.image_size)  # 5 images: not the traced batch of 2
+    assert parity_check(trained, path, meta, images) <= 1e-4
+    if fmt == "onnx":
+        import onnx
+
+        stored = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["vreid"])
+        assert stored["input_size_hw"] == list(trained.image_size) and stored["output_dim"] == meta["output_dim"]
+        assert stored["colour_order"] == "RGB" and len(stored["mean"]) == 3
+
+
+def test_export_parity_failure_names_the_figure(veri_world: Path, tmp_path: Path):
+    from vreid_lightning.export import ExportParityError, export_model, parity_check
+
+    trained = _tiny_model("baseline_synthetic", None, [], tmp_path)
+    path, meta = export_model(trained, "onnx", tmp_path / "model.onnx")
+    with torch.no_grad():  # the PyTorch model moves on after the export: the file no longer matches
+        next(trained.module.parameters()).add_(0.5)
+    with pytest.raises(ExportParityError, match=r"max abs difference .* after L2 normalisation"):
+        parity_check(trained, path, meta, _real_images(veri_world, trained.image_size))
+
+
+def test_export_cli_on_a_trained_run(tiny_run: Path, tmp_path: Path, capsys):
+    import onnxruntime as ort
+
+    from vreid_lightning.export import main
+
+    out = tmp_path / "m.onnx"
+    assert main([str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    assert "parity on 8 real images" in capsys.readouterr().out
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = json.loads(sess.get_modelmeta().custom_metadata_map["vreid"])
+    assert sess.get_inputs()[0].shape[0] == "batch" and meta["output_dim"] == sess.get_outputs()[0].shape[1]
