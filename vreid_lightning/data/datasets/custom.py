@@ -4,7 +4,9 @@ CSV (``ROOT/annotations.csv``; ``annotations=`` names another file): a header li
 (any order; ``path``, ``id``, ``camera`` required, ``timestamp`` and ``split`` optional), one image a row.
 ``path`` is relative to the CSV's folder (or absolute); ``id`` and ``camera`` are integers or any strings
 (strings are numbered in sorted order; a camera such as ``c003`` is 3); ``timestamp`` an integer (frame or
-seconds; empty = unknown); ``split`` one of ``train``, ``query``, ``gallery``.
+seconds; empty = unknown); ``split`` one of ``train``, ``query``, ``gallery``. Any other column is an
+attribute (``colour``, ``type`` ...: integers or strings, empty = unlabelled) that ``data.attributes`` can
+train on (RAM's attribute branch, RNN-HA's model level).
 
 Folders (``layout=folders``, or no CSV at ``ROOT``): every image under ``ROOT/<id>/`` is one row of identity
 ``<id>``; the camera comes from the file name by ``camera_regex`` (its group ``cam``, or its first group;
@@ -67,10 +69,10 @@ def _read_csv(path: Path) -> tuple[list[int], dict[str, list[str]]]:
                                  got="an empty file")
     header = [c.strip().lower() for c in rows[lines[0] - 1]]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if missing or unknown or len(set(header)) != len(header):
+    if missing or len(set(header)) != len(header) or "" in header:
         raise DatasetFormatError(path, f"a header with the columns {', '.join(REQUIRED_COLUMNS)} and optionally "
-                                 f"{', '.join(OPTIONAL_COLUMNS)}, each once", line=lines[0], got=",".join(header))
+                                 f"{', '.join(OPTIONAL_COLUMNS)} and attribute columns, each once, none empty",
+                                 line=lines[0], got=",".join(header))
     cols: dict[str, list[str]] = {c: [] for c in header}
     for ln in lines[1:]:
         row = [c.strip() for c in rows[ln - 1]]
@@ -114,8 +116,15 @@ def _from_csv(path: Path) -> tuple[Split, list[Origin], np.ndarray | None, dict]
                 raise DatasetFormatError(path, f"a split value of {', '.join(SPLITS)} (unknown split value)",
                                          line=ln, got=v)
         split = np.array([SPLITS.index(v.lower()) for v in cols["split"]], np.int64)
+    attributes = {}
+    for col in (c for c in cols if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS):
+        known = [i for i, v in enumerate(cols[col]) if v]
+        values = np.full(len(paths), MISSING, np.int64)
+        if known:
+            values[known] = _codes([cols[col][i] for i in known], camera=False)[0]
+        attributes[col] = values
     names = {"ids": len(id_names), "cameras": len(cam_names)}
-    return Split(paths, pids, cams, timestamps=times), [(path, ln) for ln in lines], split, names
+    return Split(paths, pids, cams, timestamps=times, attributes=attributes), [(path, ln) for ln in lines], split, names
 
 
 def _from_folders(root: Path, camera_regex: str) -> tuple[Split, list[Origin], dict]:
@@ -218,5 +227,7 @@ def load_custom(root: str | Path, *, layout: str = "auto", annotations: str = DE
         src, line = origins[row]
         raise DatasetFormatError(src, f"a gallery image of every query identity (query id without gallery: "
                                  f"{orphan.size} identities)", line=line, got=Path(table.paths[row]).name)
+    classes = {k: int(v.max(initial=MISSING)) + 1 for k, v in table.attributes.items()}
     return ReIDDataset(name="custom", root=root, train=splits["train"], query=splits["query"],
-                       gallery=splits["gallery"], protocol="image", warnings=warnings, diagnostics=diagnostics)
+                       gallery=splits["gallery"], protocol="image", attribute_classes=classes, warnings=warnings,
+                       diagnostics=diagnostics)
