@@ -201,3 +201,30 @@ def test_export_cli_on_a_trained_run(tiny_run: Path, tmp_path: Path, capsys):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["vreid"])
     assert sess.get_inputs()[0].shape[0] == "batch" and meta["output_dim"] == sess.get_outputs()[0].shape[1]
+
+
+def test_multi_scale_is_refused_for_onnx_and_kept_in_torchscript(veri_world: Path, tmp_path: Path):
+    from vreid_lightning.errors import ConfigError
+    from vreid_lightning.export import export_model, parity_check
+
+    trained = _tiny_model("baseline_synthetic", None, [], tmp_path)
+    trained.module.eval_cfg["scales"] = [1.0, 0.9]
+    with pytest.raises(ConfigError, match=r"aten::_upsample_bilinear2d_aa"):
+        export_model(trained, "onnx", tmp_path / "m.onnx")
+    path, meta = export_model(trained, "torchscript", tmp_path / "m.pt")
+    assert meta["scales"] == [1.0, 0.9]
+    assert parity_check(trained, path, meta, _real_images(veri_world, trained.image_size)) <= 1e-4
+
+
+@pytest.mark.parametrize("module", ["extract", "search", "export"])
+def test_help_is_complete(module: str):
+    import importlib
+
+    mod = importlib.import_module(f"vreid_lightning.{module}")
+    parser = mod.build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, f"{module}: {action.dest} has no help"
+    assert f"python -m vreid_lightning.{module} " in text  # the usage examples of the module docstring

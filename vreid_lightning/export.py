@@ -1,5 +1,4 @@
-"""Export a trained model's inference network to ONNX or TorchScript, with its preprocessing contract and a
-parity check.
+"""Export a trained model's test-time feature network to ONNX or TorchScript, with its contract and a parity check.
 
     python -m vreid_lightning.export RUN_OR_CKPT --format onnx --out model.onnx
     python -m vreid_lightning.export RUN_OR_CKPT --format torchscript --out model.pt --feature f_c+f_b
@@ -18,9 +17,12 @@ the PyTorch model's to --tolerance (default 1e-4) max abs after L2 normalisation
 the one traced; otherwise the export fails (exit 2) with the figure, and the file is removed.
 
 Operators: every method's network exports (RAM, SCAN incl. its deconvolution, RNN-HA's GRU steps, VehicleNet,
-the camera model). Multi-scale test-time augmentation (model.evaluation.scales other than [1.0], VehicleNet's
-AICity setting) resizes with antialiased bilinear interpolation, which ONNX has no operator for
-(``aten::_upsample_bilinear2d_aa``): it is refused for ONNX with that reason; TorchScript keeps it.
+the camera model). Adaptive pooling to a size that does not divide its input (VGG_CNN_M's pool5 to 6x6), which
+the ONNX exporter refuses, is written as the same bins by fixed slices. Multi-scale test-time augmentation
+(model.evaluation.scales other than [1.0], VehicleNet's AICity setting) resizes with antialiased bilinear
+interpolation (``aten::_upsample_bilinear2d_aa``), which the TorchScript-based ONNX exporter used here (opset
+17) cannot convert (ONNX's Resize gained ``antialias`` in opset 18, reachable only through the dynamo exporter
+and onnxscript): it is refused for ONNX with that reason; TorchScript keeps it.
 """
 
 from __future__ import annotations
@@ -163,8 +165,9 @@ def export_model(trained: Any, fmt: str, out: str | Path, feature: str | None = 
     if fmt == "onnx":
         if list(module.eval_cfg["scales"]) != [1.0]:
             raise ConfigError(f"--format onnx: model.evaluation.scales={list(module.eval_cfg['scales'])} resizes with "
-                              "antialiased bilinear interpolation (aten::_upsample_bilinear2d_aa), which ONNX has no "
-                              "operator for; export to torchscript, or a run tested at scales [1.0]")
+                              "antialiased bilinear interpolation (aten::_upsample_bilinear2d_aa), which the ONNX "
+                              f"exporter (opset {OPSET}) cannot convert; export to torchscript, or a run tested at "
+                              "scales [1.0]")
         with exportable(module):
             _export_onnx(net, dummy, out, meta)
     else:
