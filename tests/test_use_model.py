@@ -228,3 +228,28 @@ def test_help_is_complete(module: str):
             assert flag in text
         assert action.help, f"{module}: {action.dest} has no help"
     assert f"python -m vreid_lightning.{module} " in text  # the usage examples of the module docstring
+
+
+def test_list_file_and_glob_order(veri_world: Path, tmp_path: Path):
+    from vreid_lightning.extract import list_images, parse_labels
+
+    names = sorted(p.name for p in (veri_world / "image_query").glob("*.jpg"))[:3]
+    lst = tmp_path / "files.txt"
+    lst.write_text("# my queries\n\n" + "".join(f"{veri_world / 'image_query' / n}\n" for n in reversed(names)))
+    got = list_images(list_file=str(lst))
+    assert [Path(p).name for p in got] == list(reversed(names))  # the list's order
+    assert [Path(p).name for p in list_images(str(veri_world / "image_query"))][:3] == names  # a folder: sorted
+    ids, cams = parse_labels(["x/0012_c003_00000001_0.jpg", "x/car.jpg"])
+    assert ids.tolist() == [12, -1] and cams.tolist() == [3, -1]
+
+
+def test_a_staged_run_resolves_to_its_last_stage(tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    from vreid_lightning.inference import resolve_checkpoint
+
+    OmegaConf.save(OmegaConf.create({"stages": {"a": {}, "b": {}, "c": {}}}), tmp_path / "config_resolved.yaml")
+    for stage in ("b", "a"):  # written in another order than the config's: the config decides
+        (tmp_path / "stages" / stage / "checkpoints").mkdir(parents=True)
+        (tmp_path / "stages" / stage / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path) == tmp_path / "stages" / "b" / "checkpoints" / "last.ckpt"

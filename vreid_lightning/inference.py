@@ -67,9 +67,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.is_dir():
         raise ConfigError(f"checkpoint {p} does not exist (expected a .ckpt file or a run directory)")
     ckpts = sorted((p / "checkpoints").glob("*.ckpt"), key=lambda c: c.stat().st_mtime)
-    if not ckpts:
-        staged = sorted((p / "stages").glob("*/checkpoints/*.ckpt"), key=lambda c: c.stat().st_mtime)
-        ckpts = staged
+    if not ckpts and (p / CONFIG).is_file():  # a staged run: the last stage (in the config's order) with a checkpoint
+        from omegaconf import OmegaConf
+
+        for stage in reversed(list(OmegaConf.load(p / CONFIG).get("stages") or [])):
+            ckpts = sorted((p / "stages" / str(stage) / "checkpoints").glob("*.ckpt"), key=lambda c: c.stat().st_mtime)
+            if ckpts:
+                break
     if not ckpts:
         raise ConfigError(f"{p}: no checkpoints/*.ckpt (or stages/*/checkpoints/*.ckpt) in this run directory")
     best = [c for c in ckpts if c.name != "last.ckpt"] or ckpts
