@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import re
 import sys
 from pathlib import Path
@@ -120,6 +121,8 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     collect = _Collect(len(paths), feature, list(paths), strict)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available: ..." lines around a feature file
     trainer = L.Trainer(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, callbacks=[_writer(collect)],
                         enable_progress_bar=sys.stderr.isatty() if progress is None else progress)
