@@ -101,7 +101,7 @@ def test_search_topk_equals_the_evaluators_ranking(tiny_run: Path, chunk):
     np.testing.assert_allclose(dist, np.take_along_axis(full, ref, 1), atol=1e-6)
 
 
-def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tmp_path: Path):
+def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tmp_path: Path, capsys):
     from vreid_lightning.search import main
 
     gallery = tmp_path / "g.npz"
@@ -109,7 +109,7 @@ def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tm
     query = sorted((veri_world / "image_query").glob("*.jpg"))[0]
     out = tmp_path / "s" / "ranks.png"
     assert main([str(tiny_run), "--query", str(query), "--gallery", str(gallery), "--topk", "5", "--out", str(out),
-                 "--steps", "rerank", "--device", "cpu"]) == 0
+                 "--rerank", "--device", "cpu"]) == 0
     assert out.is_file()
     lists = json.loads(out.with_suffix(".json").read_text())
     assert len(lists) == 1 and [r["rank"] for r in lists[0]["results"]] == [1, 2, 3, 4, 5]
@@ -118,6 +118,7 @@ def test_search_cli_writes_picture_json_csv(tiny_run: Path, veri_world: Path, tm
     assert len(rows) == 5 and rows[0]["query"] == str(query)
     dists = [float(r["distance"]) for r in rows]
     assert dists == sorted(dists)
+    assert "steps rerank" in capsys.readouterr().out
     assert main([str(gallery), "--query", str(query), "--out", str(out), "--device", "cpu"]) == 2  # images need a ckpt
 
 

@@ -1,7 +1,7 @@
 """Rank a gallery for each query: a picture, and the lists as JSON and CSV (path, distance, rank).
 
     python -m vreid_lightning.search RUN_OR_CKPT --query car.jpg --gallery DIR --topk 10 --out ranklist.png
-    python -m vreid_lightning.search RUN_OR_CKPT --query QDIR --gallery gallery.npz --out ranks.png --steps rerank
+    python -m vreid_lightning.search RUN_OR_CKPT --query QDIR --gallery gallery.npz --out ranks.png --rerank
     python -m vreid_lightning.search RUN/features.npz --topk 10 --out ranks.png     # a test run's own lists
 
 The first argument is a trained run (a run directory or a checkpoint inside one) or a features.npz. Query and
@@ -126,6 +126,8 @@ def run_search(args: argparse.Namespace) -> dict[str, Any]:
                           "model or feature (--feature)")
     metric = args.metric or (src.metric if src is not None else trained.module.eval_cfg["metric"])
     fs = FeatureSet({"": (qf, gf)}, ql, gl, metric)
+    if args.rerank and "rerank" not in args.steps.split(","):
+        args.steps = ",".join(s for s in (args.steps, "rerank") if s)
     spec = _steps_spec(args.steps, args.set)
     idx, dist = search_features(fs, args.topk, spec, metric, args.keep_junk, args.chunk_size, args.device)
     out = Path(args.out)
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the rank-list PNG; .json and .csv are written beside it")
     p.add_argument("--show", type=int, default=8, help="queries drawn in the picture (default: %(default)s)")
     p.add_argument("--steps", default="", help=f"comma-separated post-processing steps, of {list(STEP_DEFAULTS)}")
+    p.add_argument("--rerank", action="store_true", help="shorthand for adding rerank to --steps")
     p.add_argument("--set", action="append", default=[], metavar="STEP.PARAM=VALUE", help="override a step parameter")
     p.add_argument("--metric", choices=["cosine", "euclidean"], help="distance (default: the run's)")
     p.add_argument("--feature", help="the feature combination of extracted images (default: the method's main one)")
