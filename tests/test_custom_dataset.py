@@ -182,3 +182,8 @@ def test_every_method_runs_on_custom(name: str, custom_world: Path, tmp_path: Pa
             "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", "logger=none", *METHOD_OVERRIDES[name]]
     results = run(compose([f"+experiment={name}", *over], tmp_path))
     assert 0.0 <= results["test"]["mAP"] <= 1.0
+
+
+def test_folders_root_one_level_too_high_is_one_error(custom_world: Path):
+    with pytest.raises(DatasetFormatError, match=r"mydata: expected at least 2 identities .*ROOT/<id>/<image>"):
+        load_dataset("custom", custom_world, layout="folders")  # the identity folders are under images/

@@ -150,12 +150,12 @@ def _from_folders(root: Path, camera_regex: str) -> tuple[Split, list[Origin], d
         {"ids": len(id_names), "cameras": 0}
 
 
-def _auto_split(split: Split, seed: int, test_ids: float) -> np.ndarray:
+def _auto_split(split: Split, seed: int, test_ids: float, where: Path) -> np.ndarray:
     """Seeded split codes (0 train, 1 query, 2 gallery): held-out ids, one query per held-out id and camera."""
     ids = np.unique(split.pids)
     if ids.size < 2:
-        raise DatasetFormatError("custom dataset", "at least 2 identities for an automatic train/test split",
-                                 got=f"{ids.size}")
+        raise DatasetFormatError(where, "at least 2 identities for an automatic train/test split (folders: one "
+                                 "sub-folder per identity, ROOT/<id>/<image>)", got=f"{ids.size} identity")
     n_test = int(np.clip(round(ids.size * test_ids), 1, ids.size - 1))
     rng = np.random.default_rng([seed, 22])
     held = set(rng.choice(ids, n_test, replace=False).tolist())
@@ -209,7 +209,7 @@ def load_custom(root: str | Path, *, layout: str = "auto", annotations: str = DE
     diagnostics["string_labels_numbered"] = named
     warnings: list[str] = []
     if codes is None:
-        codes = _auto_split(table, int(split_seed), float(test_ids))
+        codes = _auto_split(table, int(split_seed), float(test_ids), csv_path if use_csv else root)
         diagnostics["split"] = {"mode": "auto", "seed": int(split_seed), "test_ids": float(test_ids)}
     else:
         diagnostics["split"] = {"mode": "given"}
