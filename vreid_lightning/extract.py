@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a run directory or a checkpoint inside one (RUN/checkpoints/*.ckpt)")
     p.add_argument("--images", help="a glob ('DIR/**/*.jpg', quoted), a folder or one image file")
     p.add_argument("--list", help="a text file of image paths, one a line (relative to the file's folder)")
-    p.add_argument("--split", choices=["train", "query", "gallery", "test"],
-                   help="a dataset split (test: query and gallery); of --dataset-root, else of the run's own data")
+    p.add_argument("--split", help="a dataset split: train, query, gallery, test (query and gallery) or a list such as "
+                   "VehicleID's test_800; of --dataset-root, else of the run's own data")
     p.add_argument("--dataset-root", help="the dataset folder --split is read from")
     p.add_argument("--dataset", help="its parser name (default: the run's data.dataset)")
     p.add_argument("--out", required=True, help="the features.npz to write")
