@@ -3,7 +3,8 @@
 False positives (a gallery image of another identity ranked above or among the true matches) get a
 thicker red frame than the green one of a true match, so failure cases read at a glance (RNN-HA Fig. 4:
 "Red boxes denote false positives"; VehicleNet Fig. 6). A colour key above the rows says so (blue: the
-query, green: a true match, red: a false positive); ``legend=False`` leaves it out.
+query, green: a true match, red: a false positive; grey: the results of an unlabelled query);
+``legend=False`` leaves it out.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB", "LEGEND"]
+__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB",
+           "UNKNOWN_RGB", "LEGEND"]
 
 QUERY_RGB = (40, 90, 220)
 MATCH_RGB = (30, 170, 60)
 FALSE_POSITIVE_RGB = (220, 40, 40)
+UNKNOWN_RGB = (150, 150, 150)  # an unlabelled query (id -1): neither a match nor a false positive
 LEGEND = (("query (blue)", QUERY_RGB), ("true match (green)", MATCH_RGB),
           ("false positive (red, thick frame)", FALSE_POSITIVE_RGB))
+UNKNOWN_LEGEND = ("unlabelled query's results (grey)", UNKNOWN_RGB)
 
 
 def top_k_valid(dist: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, q_cams: np.ndarray | None,
@@ -76,7 +80,8 @@ def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, suc
 
 def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery_paths: Sequence[str],
                    gallery_ids: Sequence[int], ranked: np.ndarray, path: str | Path, size: int = 96,
-                   border: int = 4, false_positive_border: int = 8, legend: bool = True) -> Path:
+                   border: int = 4, false_positive_border: int = 8, legend: bool = True,
+                   distances: np.ndarray | None = None) -> Path:
     """Draw one row per query: the query (blue frame), then its ranked gallery images.
 
     True matches are framed green (``border`` px), false positives red (``false_positive_border`` px).
@@ -90,6 +95,8 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
         border: frame width of the query and of true matches.
         false_positive_border: frame width of false positives.
         legend: draw the colour key above the rows (default).
+        distances: ``(Q, k)`` distances of ``ranked``, written under each image when given. A query with
+            id -1 (unlabelled) gets grey frames and ``?`` for ids.
     """
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or ranked.shape[0] != len(query_paths):
@@ -99,27 +106,34 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
     q, k = ranked.shape
     gap, label_h = 8, 14
     top = label_h + 4 if legend else 0
-    key_w = 2 + sum(14 + int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(t)) + 12 for t, _ in LEGEND)
+    keys = [*LEGEND, *([UNKNOWN_LEGEND] if any(int(i) < 0 for i in query_ids) else [])]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    key_w = 2 + sum(14 + int(measure.textlength(t)) + 12 for t, _ in keys)
     canvas = Image.new("RGB", (max((k + 1) * size + gap, key_w if legend else 0), top + q * (size + label_h)), "white")
     draw = ImageDraw.Draw(canvas)
     if legend:
         x = 2
-        for text, colour in LEGEND:
+        for text, colour in keys:
             draw.rectangle((x, 3, x + 10, 13), fill=colour)
             draw.text((x + 14, 2), text, fill=(0, 0, 0))
             x += 14 + int(draw.textlength(text)) + 12
     for r in range(q):
         y = top + r * (size + label_h)
         canvas.paste(_thumb(query_paths[r], size, QUERY_RGB, border), (0, y))
-        draw.text((2, y + size), f"query id {query_ids[r]}", fill=(0, 0, 0))
+        known = int(query_ids[r]) >= 0
+        draw.text((2, y + size), f"query id {query_ids[r] if known else '?'}", fill=(0, 0, 0))
         for c, g in enumerate(ranked[r]):
             if g < 0:
                 continue
             good = gallery_ids[g] == query_ids[r]
             x = size + gap + c * size
-            frame = (MATCH_RGB, border) if good else (FALSE_POSITIVE_RGB, false_positive_border)
+            frame = ((MATCH_RGB, border) if good else (FALSE_POSITIVE_RGB, false_positive_border)) if known \
+                else (UNKNOWN_RGB, border)
             canvas.paste(_thumb(gallery_paths[g], size, *frame), (x, y))
-            draw.text((x + 2, y + size), f"{c + 1}: id {gallery_ids[g]}", fill=(0, 0, 0))
+            label = f"id {gallery_ids[g]}" if int(gallery_ids[g]) >= 0 else ""
+            if distances is not None:
+                label = f"{distances[r][c]:.3f} {label}"
+            draw.text((x + 2, y + size), f"{c + 1}: {label}".rstrip(), fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
