@@ -119,7 +119,7 @@ class InferenceNet(nn.Module):
         saved = m.eval_cfg["flip"]
         m.eval_cfg["flip"] = self.flip
         try:
-            feats = m.extract_eval_features(images)
+            feats = m.extract_eval_features({"image": images})  # the exported graph takes images only
         finally:
             m.eval_cfg["flip"] = saved
         if m._feature_layout is None:

@@ -53,8 +53,9 @@ def remap_labels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ImageDataset(Dataset):
     """Images of a :class:`Split` with their (remapped) labels.
 
-    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid`` and
-    ``attrs`` (name -> label, -1 = unlabelled).
+    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid``, ``timestamp``,
+    ``track`` (-1 = unknown) and ``attrs`` (name -> label, -1 = unlabelled; the view is ``attrs["viewpoint"]``
+    where the dataset has it).
     """
 
     def __init__(self, split: Split, transform: Callable, pids: np.ndarray | None = None,
@@ -85,6 +86,8 @@ class ImageDataset(Dataset):
             "index": i,
             "pid": int(self.pids[i]),
             "camid": int(self.split.camids[i]),
+            "timestamp": int(self.split.timestamps[i]),
+            "track": int(self.split.tracks[i]),
             "attrs": {k: int(v[i]) for k, v in self.attributes.items()},
         }
 
@@ -212,6 +215,8 @@ def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "pid": torch.tensor([it["pid"] for it in items], dtype=torch.long),
         "camid": torch.tensor([it["camid"] for it in items], dtype=torch.long),
+        "timestamp": torch.tensor([it["timestamp"] for it in items], dtype=torch.long),
+        "track": torch.tensor([it["track"] for it in items], dtype=torch.long),
     }
     names = items[0]["attrs"].keys() if items else []
     out["attrs"] = {k: torch.tensor([it["attrs"][k] for it in items], dtype=torch.long) for k in names}
@@ -334,6 +339,7 @@ class ReIDDataModule(L.LightningDataModule):
         if self._ready:
             return
         root = self._resolve_root()
+        self.data_root = Path(root)  # the dataset's folder as given or generated (a synthetic world's cache folder)
         self.dataset = load_dataset(self.dataset_name, root, **self.dataset_options)
         for w in self.dataset.warnings:
             log.warning("%s: %s", self.dataset_name, w)
@@ -428,14 +434,6 @@ class ReIDDataModule(L.LightningDataModule):
                                                      "class_offset": s["id_offset"], "root": s["root"]}
                                for i, s in enumerate(self.source_summary)}
         out["total"] = {"images": len(self.train_split), "ids": self.num_classes}
-        return out
-
-    def summary(self) -> dict[str, Any]:
-        out = self.dataset.summary()
-        out["train_classes"] = self.num_classes
-        out["attribute_classes_trained"] = dict(self.attribute_classes)
-        if self.source_summary:
-            out["sources"] = self.source_summary
         return out
 
     # ------------------------------------------------------------------ loaders
