@@ -42,6 +42,7 @@ DEFAULT_EVAL: dict[str, Any] = {
     "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
     "rank_list": 8,         # queries drawn in rank_list.png beside the test results (0: none)
     "scales": [1.0],        # test-time scales averaged, each resized from the original (VehicleNet AICity: [1, 0.9, 0.8])
+    "scale_mode": "original",  # original | authors (VehicleNet test_2020.py: sqrt'd factors compounded; evaluation.tta)
 }
 
 
@@ -189,7 +190,8 @@ class ReIDModule(L.LightningModule, abc.ABC):
         if scales != [1.0]:  # multi-scale test-time augmentation (evaluation.tta)
             from vreid_lightning.evaluation.tta import multi_scale_features
 
-            return multi_scale_features(self.extract, images, scales, bool(self.eval_cfg["flip"]))
+            return multi_scale_features(self.extract, images, scales, bool(self.eval_cfg["flip"]),
+                                        str(self.eval_cfg["scale_mode"]))
         feats = self.extract(images)
         if self.eval_cfg["flip"]:
             flipped = self.extract(torch.flip(images, dims=[3]))
