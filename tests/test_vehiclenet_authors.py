@@ -233,3 +233,14 @@ def test_loss_warmup_factor_follows_the_authors() -> None:
     for step, want in ((0, 0.1 + 0.9 / (5 * per_epoch)), (5 * per_epoch - 1, 1.0), (10 * per_epoch, 1.0)):
         Trainer.global_step = step
         assert module.warmup_factor() == pytest.approx(min(1.0, want))
+
+
+def test_datamodule_refuses_a_bad_test_transform_up_front() -> None:
+    from vreid_lightning.data.datamodule import ReIDDataModule
+
+    dm = ReIDDataModule(root="/nowhere", image_size=(256, 256), test_transform={"scale": 1.1, "interpolation": "bicubic"})
+    assert dm.test_transform_options == {"scale": 1.1, "interpolation": "bicubic"}
+    with pytest.raises(ConfigError, match=r"data\.test_transform=.*interpolation must be one of"):
+        ReIDDataModule(root="/nowhere", test_transform={"interpolation": "lanczos"})
+    with pytest.raises(ConfigError, match=r"data\.test_transform=.*'size'"):
+        ReIDDataModule(root="/nowhere", test_transform={"size": [282, 282]})
