@@ -142,6 +142,8 @@ def test_command_line_writes_a_checkpoint_the_module_tests(tmp_path: Path, capsy
     report = stage2.load_previous_stage(out)
     assert report["new"] == ["net.classifier.bias", "net.classifier.weight"]
     assert torch.equal(stage2.net.bn.running_var, ckpt["state_dict"]["net.bn.running_var"])
+    with pytest.raises(ConfigError, match=r"init_from: .*imported\.ckpt was built with backbone\.last_stride=1"):
+        _module("vehiclenet-resnet50", stride=2, classes=3).load_previous_stage(out)
 
 
 def test_command_line_bad_input_is_one_error_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -122,18 +122,8 @@ class VehicleNetModule(ReIDModule):
         """Refuse a checkpoint built with other backbone options (a stride changes no shape, only every map);
         when only testing, take over a checkpoint's ``fc2`` of another class count (it plays no part in the
         feature: an imported stage-I model tested on its target)."""
-        own = dict(self.hparams.get("backbone") or {})
-        theirs = dict((checkpoint.get("hyper_parameters") or {}).get("backbone") or {})
-        loading = {"pretrained", "weights", "strict"}
-        def opt(d: dict[str, Any], k: str) -> Any:
-            return d.get(k, _DEFAULTS.get(k))
-
-        diff = sorted(k for k in (set(own) | set(theirs)) - loading if theirs and opt(own, k) != opt(theirs, k))
         where = getattr(getattr(self, "_trainer", None), "ckpt_path", None) or "the checkpoint"
-        if diff:
-            raise ConfigError(f"{where} was built with " + ", ".join(f"backbone.{k}={opt(theirs, k)!r}" for k in diff)
-                              + "; this run has " + ", ".join(f"{opt(own, k)!r}" for k in diff)
-                              + ": set them as the checkpoint has them")
+        self._check_backbone(checkpoint, where)
         weight = checkpoint.get("state_dict", {}).get(CLASSIFIER_PREFIX + "weight")
         if weight is None or tuple(weight.shape) == tuple(self.net.classifier.weight.shape):
             return
@@ -144,6 +134,21 @@ class VehicleNetModule(ReIDModule):
         log.info("%s: fc2 of %d classes taken over for testing (this data has %d; fc2 is not part of the feature)",
                  where, weight.shape[0], self.net.num_classes)
         self.net.reset_classifier(int(weight.shape[0]))
+
+    def _check_backbone(self, checkpoint: Mapping[str, Any], where: Any) -> None:
+        """Refuse ``checkpoint`` when its backbone options (stride, ReLU, implementation ...) differ from ours."""
+        own = dict(self.hparams.get("backbone") or {})
+        theirs = dict((checkpoint.get("hyper_parameters") or {}).get("backbone") or {})
+        loading = {"pretrained", "weights", "strict"}
+
+        def opt(d: dict[str, Any], k: str) -> Any:
+            return d.get(k, _DEFAULTS.get(k))
+
+        diff = sorted(k for k in (set(own) | set(theirs)) - loading if theirs and opt(own, k) != opt(theirs, k))
+        if diff:
+            raise ConfigError(f"{where} was built with " + ", ".join(f"backbone.{k}={opt(theirs, k)!r}" for k in diff)
+                              + "; this run has " + ", ".join(f"{opt(own, k)!r}" for k in diff)
+                              + ": set them as the checkpoint has them")
 
     # ------------------------------------------------------------------ staged training
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
@@ -156,6 +161,7 @@ class VehicleNetModule(ReIDModule):
         if not path.is_file():
             raise ConfigError(f"init_from: checkpoint {path} does not exist")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        self._check_backbone(ckpt if isinstance(ckpt, dict) else {}, f"init_from: {path}")
         state = ckpt.get("state_dict", ckpt)
         own = self.state_dict()
         carried = {k: v for k, v in state.items() if k.startswith("net.") and not k.startswith(CLASSIFIER_PREFIX)}
