@@ -27,7 +27,7 @@ import torch
 
 from vreid_lightning.errors import ConfigError
 
-__all__ = ["main", "BACKBONE", "UNUSED", "read_opts", "convert_state_dict", "authors_key", "test_size"]
+__all__ = ["main", "BACKBONE", "UNUSED", "read_opts", "convert_state_dict", "authors_key", "authors_test_size"]
 
 #: FORMAT -> the suite's backbone options that rebuild the authors' trunk (stride added from opts.yaml)
 BACKBONE: dict[str, dict[str, Any]] = {
@@ -54,12 +54,13 @@ def _listing(keys: Sequence[str]) -> str:
     return ", ".join(keys[:_MAX]) + (f", ... ({len(keys) - _MAX} more)" if len(keys) > _MAX else "")
 
 
-def test_size(inputsize: int, h: int | None = None, w: int | None = None) -> tuple[int, int]:
-    """The (H, W) the authors' test code resizes to: round(1.1 x inputsize), or 1.1 x (h, w) when h != w
+def authors_test_size(inputsize: int, h: int | None = None, w: int | None = None) -> tuple[int, int]:
+    """The (H, W) the authors' test code resizes to: 1.1 x (inputsize, inputsize), or 1.1 x (h, w) when h != w
     (test_2020.py:137-148)."""
-    if h is None or w is None or h == w:
-        return round(inputsize * 1.1), round(inputsize * 1.1)
-    return round(h * 1.1), round(w * 1.1)
+    from vreid_lightning.data.transforms import test_input_size
+
+    size = (inputsize, inputsize) if h is None or w is None or h == w else (h, w)
+    return test_input_size(size, 1.1)
 
 
 def read_opts(path: str | os.PathLike[str], fmt: str) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def convert(fmt: str, src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     own = module.state_dict()
     out = convert_state_dict(fmt, state, own, str(path))
     module.load_state_dict(out, strict=True)
-    h, w = test_size(opts["inputsize"], opts.get("h"), opts.get("w"))
+    h, w = authors_test_size(opts["inputsize"], opts.get("h"), opts.get("w"))
     record = {"format": fmt, "source": str(path.resolve()), "num_classes": num_classes, "opts": dict(opts),
               "test_size": [h, w], "backbone": backbone}
     ckpt = {"state_dict": out, "hyper_parameters": dict(module.hparams), "epoch": 0, "global_step": 0,
@@ -223,9 +224,11 @@ def main(fmt: str, argv: Sequence[str]) -> int:
         return 2
     exp = "vehiclenet_cityflow_authors" if fmt.endswith("seresnext101") else "vehiclenet_veri_authors"
     bb = BACKBONE[fmt]["name"] + "_authors"
-    print(f"wrote {args.output}: {fmt}, {rec['num_classes']} classes, last stride {rec['opts']['stride']}, "
-          f"test input {rec['test_size'][0]}x{rec['test_size'][1]} (inputsize {rec['opts']['inputsize']})\n"
-          f"test it: python -m vreid_lightning +experiment={exp} backbone={bb} backbone.last_stride="
-          f"{rec['opts']['stride']} inputsize={rec['opts']['inputsize']} data.root=... source_set=none "
-          f"run_stages=[stage2] train=false ckpt_path={args.output}")
+    o = rec["opts"]
+    size = (f"data.image_size=[{o['h']},{o['w']}]" if o.get("h") and o.get("w") and o["h"] != o["w"]
+            else f"inputsize={o['inputsize']}")
+    print(f"wrote {args.output}: {fmt}, {rec['num_classes']} classes, last stride {o['stride']}, "
+          f"test input {rec['test_size'][0]}x{rec['test_size'][1]} (opts.yaml inputsize {o['inputsize']})\n"
+          f"test it: python -m vreid_lightning +experiment={exp} backbone={bb} backbone.last_stride={o['stride']} "
+          f"{size} data.root=... source_set=none run_stages=[stage2] train=false ckpt_path={args.output}")
     return 0

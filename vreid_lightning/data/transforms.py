@@ -14,7 +14,7 @@ import torch
 from torchvision.transforms import v2
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "build_train_transform", "build_test_transform",
-           "test_size", "denormalize"]
+           "test_input_size", "denormalize"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -116,7 +116,7 @@ def build_train_transform(
     return v2.Compose(steps)
 
 
-def test_size(size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
+def test_input_size(size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
     """The test input (H, W): ``size`` x ``scale``, rounded (VehicleNet authors: round(1.1 x inputsize),
     test_2020.py:137-148)."""
     h, w = _check_size(size)
@@ -137,7 +137,7 @@ def build_test_transform(
     ``interpolation``: ``bilinear`` (antialiased, on tensors) or ``bicubic`` (PIL's, on the PIL image); an
     image already at the test size is left as it is either way.
     """
-    h, w = test_size(size, scale)
+    h, w = test_input_size(size, scale)
     _check_stats(mean, std)
     mode = _interpolation(interpolation)
     return v2.Compose([*_resize_steps([v2.Resize((h, w), interpolation=mode, antialias=True)], interpolation),
