@@ -24,7 +24,8 @@ from torch import Tensor
 
 from vreid_lightning.errors import ConfigError, DatasetFormatError
 
-__all__ = ["multi_scale_features", "SCALE_MODES", "read_boxes", "lookup_box", "crop_to_box", "MaskRCNNBoxes", "COCO_VEHICLES"]
+__all__ = ["multi_scale_features", "SCALE_MODES", "read_boxes", "lookup_box", "crop_to_box", "MaskRCNNBoxes",
+           "COCO_VEHICLES"]
 
 COCO_VEHICLES = (3, 4, 6, 8)  # COCO category ids: car, motorcycle, bus, truck
 
@@ -62,14 +63,16 @@ def multi_scale_features(extract: Callable[[Tensor], dict[str, Tensor]], images:
     if mode not in SCALE_MODES:
         raise ConfigError(f"evaluation.scale_mode={mode!r}: expected one of {list(SCALE_MODES)}")
     if mode == "authors":
-        views = list(_authors_views(images, scales, flip))
+        views = _authors_views(images, scales, flip)
     else:
-        views = [v for s in scales for x in [_resize(images, s)] for v in ([x, torch.flip(x, dims=[3])] if flip else [x])]
+        views = (v for s in scales for x in [_resize(images, s)] for v in ([x, torch.flip(x, dims=[3])] if flip else [x]))
     total: dict[str, Tensor] = {}
-    for v in views:
+    n = 0
+    for v in views:  # one view at a time (memory)
         for k, f in extract(v).items():
             total[k] = total[k] + f if k in total else f.clone()
-    return {k: v / len(views) for k, v in total.items()}
+        n += 1
+    return {k: v / n for k, v in total.items()}
 
 
 def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
