@@ -10,7 +10,8 @@
 #   experiments/vehiclenet/conformance.sh vehiclenet-resnet50 [WORKDIR]      (from the repository root)
 #   FORMAT: vehiclenet-resnet50 (inputsize 256, stride 1), vehiclenet-densenet121 (256, stride 2: the judge's
 #   default, no DenseNet model is released), vehiclenet-seresnext101 (inputsize 160 to save time; 384 released).
-#   STRIDE=1|2 overrides the format's stride (stand-in, import, test and judge alike).
+#   STRIDE=1|2 overrides the format's stride (stand-in, import, test and judge alike); MS=1,0.9,0.8 tests with those
+#   scales (model.evaluation.scales, the authors' sqrt-compounded mode) and judges with --ms.
 set -euo pipefail
 FMT="$1"; WORK="${2:-/tmp/vnet-conformance}/$FMT"
 JUDGE="${AUTHORS_CODE:-../shared/authors-code}"   # the judge folder (AUTHORS_CODE=... from a git worktree)
@@ -46,8 +47,8 @@ printf 'inputsize: %s\nh: %s\nw: %s\nstride: %s\npool: avg\nPCB: false\nuse_dens
   backbone.last_stride="$STRIDE" inputsize="$INPUT" trainer=cpu logger=none data.root="$WORK/world" \
   data.num_workers=0 data.pin_memory=false data.eval_batch_size=8 model.figures=0 \
   source_set=none run_stages=[stage2] train=false ckpt_path="$WORK/imported.ckpt" paths.output_dir="$WORK/run" \
-  hydra.run.dir="$WORK/run"
+  hydra.run.dir="$WORK/run" ${MS:+"model.evaluation.scales=[$MS]"}
 NPZ="$(find "$WORK/run" -name features.npz | head -1)"
 # shellcheck disable=SC2086
 "$PY" "$JUDGE/check_features.py" "$FMT" --weights "$WORK/standin/net_last.pth" --features "$NPZ" \
-  --root "$WORK/world" --stride "$STRIDE" $SE
+  --root "$WORK/world" --stride "$STRIDE" $SE ${MS:+--ms "$MS"}
