@@ -246,3 +246,11 @@ def test_datamodule_refuses_a_bad_test_transform_up_front() -> None:
         ReIDDataModule(root="/nowhere", test_transform={"interpolation": "lanczos"})
     with pytest.raises(ConfigError, match=r"data\.test_transform=.*'size'"):
         ReIDDataModule(root="/nowhere", test_transform={"size": [282, 282]})
+
+
+def test_authors_key_names() -> None:
+    """Legacy torchvision DenseNet names ('norm.1') and unknown keys."""
+    assert VC.authors_key("vehiclenet-densenet121", "model.features.denseblock1.denselayer1.norm.1.weight") == \
+        "net.backbone.features.denseblock1.denselayer1.norm1.weight"
+    assert VC.authors_key("vehiclenet-resnet50", "classifier.add_block.1.running_mean") == "net.bn.running_mean"
+    assert VC.authors_key("vehiclenet-resnet50", "new_dropout.weight") is None
