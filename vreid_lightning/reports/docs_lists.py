@@ -22,6 +22,7 @@ __all__ = ["BLOCKS", "config_lists", "describe", "render_blocks", "update_readme
 BLOCKS = {"config-lists": ("<!-- config-lists:begin -->", "<!-- config-lists:end -->"),
           "costs": ("<!-- costs:begin -->", "<!-- costs:end -->")}
 _LISTED_APART = ("experiment", "sweep", "hparams_search")
+_OUTSIDE = re.compile(r"\s*(?:as extracted in |in )?`?(?:\.\./|/work/)?shared/[\w./-]*`?|\s*(?:as extracted in |in )?`?\.\./[\w./-]+`?")
 _SENTENCE_END = re.compile(r"\.(?=\s+(?:[A-Z(`]|\S+=)|$)")
 
 
@@ -39,7 +40,7 @@ def describe(path: Path, limit: int = 200) -> str:
                 break
             continue
         words.append(text)
-    text = " ".join(words)
+    text = _OUTSIDE.sub("", " ".join(words))  # a config comment may cite files outside the repo; the README not
     for m in _SENTENCE_END.finditer(text):  # the first full stop that is not an abbreviation's
         if not re.search(r"\b(sec|al|Eq|Fig|e\.g|i\.e|vs|cf|resp)$", text[: m.start()]):
             text = text[: m.start()]
