@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "format_user_error"]
+__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "OutputError", "RunDirLocked", "format_user_error"]
 
 
 class ConfigError(ValueError):
@@ -32,6 +32,14 @@ class DatasetFormatError(ValueError):
         super().__init__(msg)
         self.path = str(path)
         self.line = line
+
+
+class OutputError(ConfigError):
+    """An output or cache directory cannot be written (read-only, full, missing); the message names it."""
+
+
+class RunDirLocked(ConfigError):
+    """Another run holds the run directory's lock; the message names the holder and how to break a stale lock."""
 
 
 USER_ERRORS = (DatasetFormatError, ConfigError, FileNotFoundError, InstantiationException, HydraException,

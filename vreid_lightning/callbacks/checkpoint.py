@@ -150,6 +150,9 @@ class LastCheckpoint(L.Callback):
                 self._at_epoch_start = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from vreid_lightning.faults import fault_point
+
+        fault_point("last.ckpt(train_end)")
         self.save(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:

@@ -60,7 +60,9 @@ class ResultsWriter(L.Callback):
         path = self.results_file(trainer)
         out = path.parent
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(as_float_dict(res), indent=2))
+        from vreid_lightning.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(as_float_dict(res), indent=2))
         self.written = [path]
         try:  # a picture never costs the results
             self.written += self._pictures(trainer, pl_module, out)

@@ -76,7 +76,9 @@ def save_features(fs: FeatureSet, path: str | Path) -> Path:
     for side, labels in (("query", fs.query), ("gallery", fs.gallery)):
         for k, v in labels.items():
             arrays[f"{side}_{k}"] = v
-    with open(path, "wb") as fh:
+    from vreid_lightning.atomic import atomic_open
+
+    with atomic_open(path, "wb") as fh:  # a kill or a full disk never leaves a half-written features.npz
         np.savez(fh, **arrays)
     return path
 

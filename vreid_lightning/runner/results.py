@@ -10,6 +10,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from vreid_lightning.atomic import atomic_write_text
 from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
 
 __all__ = ["summary", "format_results_table", "write_results", "test_record"]
@@ -59,6 +60,6 @@ def write_results(out: Path, results: dict[str, Any], cfg: DictConfig | None = N
         from vreid_lightning.provenance import collect_provenance
 
         results["provenance"] = collect_provenance(cfg, dm)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True))
     print(format_results_table(results))
     print(f"\nRun directory: {out.resolve()}")

@@ -20,9 +20,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from vreid_lightning.atomic import atomic_write_text
 from vreid_lightning.callbacks.checkpoint import read_checkpoint
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import as_float_dict
+from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
 from vreid_lightning.runner.results import summary
@@ -98,9 +100,12 @@ def data_summary(dm: Any) -> dict[str, Any]:
 @rank_zero_only
 def _write_stage(sdir: Path, record: dict[str, Any]) -> None:
     sdir.mkdir(parents=True, exist_ok=True)
-    tmp = sdir / (STAGE_RESULTS + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(sdir / STAGE_RESULTS)
+    atomic_write_text(sdir / STAGE_RESULTS, json.dumps(record, indent=2))
+
+
+@rank_zero_only
+def _finish_stage(cfg: DictConfig, sdir: Path, tested: str | None) -> None:
+    keep_only_tested(cfg, sdir, tested)
 
 
 def _save_weights(model: L.LightningModule, path: Path) -> str:
@@ -156,9 +161,8 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
                 report = model.load_previous_stage(prev_ckpt)
                 log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
                          name, prev_ckpt, len(report["loaded"]), report["new"])
-            ckpt = (last_checkpoint(sdir) if resuming else None)
+            ckpt = (last_checkpoint(sdir) if resuming else None)  # a damaged last.ckpt: one error naming it
             if ckpt:
-                read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
                 log.info("stage %s: continues from %s", name, ckpt)
             ckpt = ckpt or (cfg.get("ckpt_path") if i == 0 else None)
             figure = None
@@ -171,6 +175,9 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
             if not record.get("path"):
                 record["path"] = _save_weights(model, sdir / "final.ckpt")
             _write_stage(sdir, {"results": res, "tested_checkpoint": record})
+        _finish_stage(cfg_s, sdir, record.get("path"))  # after the record: every state on disk resumes (finish)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
         stage_results[name] = summary(res)
         features[name] = {k: summary({"metrics": v}) for k, v in res.get("features", {}).items()}
         if "sizes" in res.get("metrics", {}):
