@@ -77,7 +77,7 @@ def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Pa
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     for key in ("mAP", "rank1", "rank5", "rank10", "mINP"):
-        assert 0.0 <= saved["test"][key] <= 1.0
+        assert 0.0 <= saved["partial_test"][key] <= 1.0
     assert "no held-out validation split" in saved["model_selection"]
     if "vehicleid" not in name:  # the picture of the image-to-image protocol
         rank_lists = list(tmp_path.rglob("rank_list.png"))
@@ -86,7 +86,7 @@ def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Pa
         assert list(saved["stages"]) == ["baseline", "bn", "bn_r", "ram"]
         assert "f_c+f_b+f_r+f_a" in saved["features"]
     if "vehicleid" in name:
-        assert "mAP_std" in saved["test"] and "rank1_std" in saved["test"]
+        assert "mAP_std" in saved["partial_test"] and "rank1_std" in saved["partial_test"]
 
 
 def test_unknown_experiment_is_one_clear_line(tmp_path: Path):
@@ -253,4 +253,4 @@ def test_precision_passes_through_to_the_trainer(tmp_path: Path, veri_world: Pat
                    "trainer.precision=bf16-mixed"], tmp_path)
     assert _make_trainer(cfg, tmp_path, None, {}).precision == "bf16-mixed"
     results = run(cfg)
-    assert 0.0 <= results["test"]["mAP"] <= 1.0
+    assert 0.0 <= results["partial_test"]["mAP"] <= 1.0

@@ -63,14 +63,14 @@ def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_wor
     assert cfg.model._target_ == "vreid_lightning.methods.rnn_ha.RNNHAModule"
     results = run(cfg)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["test"] == results["test"]
+    assert saved["partial_test"] == results["partial_test"]
     assert saved["main_feature"] == "o2"
     for key in ("mAP", "rank1", "rank5", "rank10"):
-        assert 0.0 <= saved["test"][key] <= 1.0
+        assert 0.0 <= saved["partial_test"][key] <= 1.0
     if "vehicleid" in name:
-        assert "rank1_std" in saved["test"]
+        assert "rank1_std" in saved["partial_test"]
     else:  # VeRi layout: every test image has a type
-        assert 0.0 <= saved["test"]["model_acc"] <= 1.0 and saved["test"]["model_acc_images"] > 0
+        assert 0.0 <= saved["partial_test"]["model_acc"] <= 1.0 and saved["partial_test"]["model_acc_images"] > 0
     assert len(list(tmp_path.rglob("attention_maps.png"))) == 1   # Fig. 3
     assert len(list(tmp_path.rglob("rank_list_top5.png"))) == 1   # Fig. 4
 
@@ -127,5 +127,5 @@ def test_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
     for r in results:
         cfg = (r.parent / "config_resolved.yaml").read_text()
         hierarchies.add(next(ln.split(":")[1].strip() for ln in cfg.splitlines() if "hierarchy:" in ln))
-        assert "model_acc" in json.loads(r.read_text())["test"]
+        assert "model_acc" in json.loads(r.read_text())["partial_test"]
     assert hierarchies == {"fc", "rnn"}

@@ -31,6 +31,7 @@ from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fi
 from vreid_lightning.runner.results import format_results_table, summary, test_record, write_results
 from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.lock import run_dir_lock
+from vreid_lightning.runner.validate import validate_config
 from vreid_lightning.runner.resume import finished_run, last_checkpoint, prepare_resume
 from vreid_lightning.runner.stages import data_summary, run_stages, selected_stages, setup_datamodule, stage_config
 
@@ -66,6 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     work; ``config_resolved.yaml`` is the first file written in it.
     """
     check_config(cfg)
+    validate_config(cfg)  # typed values, named keys (runner.validate)
     resuming = bool(cfg.get("resume"))
     if resuming:
         prepare_resume(cfg)

@@ -27,7 +27,7 @@ from vreid_lightning.methods.base import as_float_dict
 from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
-from vreid_lightning.runner.results import summary
+from vreid_lightning.runner.results import summary, test_extras
 
 __all__ = ["STAGE_KEYS", "stage_config", "selected_stages", "run_stages", "setup_datamodule", "data_summary"]
 
@@ -194,6 +194,7 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
         "stage_features": features,
         **({"stage_sizes": stage_sizes} if stage_sizes else {}),
         **({"stage_data": stage_data} if len({json.dumps(v, sort_keys=True) for v in stage_data.values()}) > 1 else {}),
+        **test_extras(last_res),
         "tested_checkpoint": stage_tested[selected[-1]],
         "stage_checkpoints": stage_tested,
         "best_checkpoint": prev_ckpt,
