@@ -87,21 +87,27 @@ def test_a_second_run_into_a_locked_directory_is_refused_and_a_stale_lock_needs_
 
 
 def test_two_concurrent_cli_runs_into_one_directory_one_is_refused(tmp_path: Path, veri_world: Path):
-    from vreid_lightning.runner.lock import LOCK_NAME
-
-    args = [sys.executable, "-m", "vreid_lightning", *PLAIN, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}"]
+    """The first run is frozen (SIGSTOP at the end of its training) while it holds the lock; the second
+    CLI run into the same directory is refused with one line naming it."""
+    args = [sys.executable, "-m", "vreid_lightning", *PLAIN, f"hydra.run.dir={tmp_path}"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(args, cwd=REPO, env={**env, "VREID_FAULT": "last.ckpt(train_end):stop"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         start = time.monotonic()
-        while not (tmp_path / LOCK_NAME).exists() and first.poll() is None and time.monotonic() - start < 120:
+        while first.poll() is None and time.monotonic() - start < 600:
+            if Path(f"/proc/{first.pid}/stat").read_text().split(") ")[1][0] == "T":
+                break
             time.sleep(0.05)
-        second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert second.returncode == 2 and "is in use by PID" in second.stderr, second.stderr[-2000:]
+        assert first.poll() is None, "the first run ended before it was frozen"
+        second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"run directory {tmp_path} is in use by PID {first.pid} on host" in second.stderr
         assert "Traceback" not in second.stderr
+        assert not (tmp_path / "results.json").exists()
     finally:
-        _, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-2000:]
+        first.kill()
+        first.wait()
 
 
 # ---------------------------------------------------------------- item 3: SIGTERM

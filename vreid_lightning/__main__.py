@@ -16,7 +16,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from vreid_lightning.errors import USER_ERRORS, format_user_error
+from vreid_lightning.errors import USER_ERRORS, format_user_error, worker_user_error
 
 log = logging.getLogger("vreid_lightning")
 
@@ -54,6 +54,12 @@ def main(cfg: DictConfig) -> float | None:
         if os.environ.get("VREID_DEBUG"):
             raise
         print(f"error: {format_user_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as e:  # a user error inside a DataLoader worker (num_workers > 0): the same one line
+        line = worker_user_error(e)
+        if line is None or os.environ.get("VREID_DEBUG"):
+            raise
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     finally:
         finish_wandb(exit_code=code)

@@ -51,6 +51,9 @@ def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dic
         key: the config key the path came from (named in the message).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{key}: {p} is a directory, not a checkpoint file (give the file, e.g. "
+                          f"{p / 'checkpoints' / 'last.ckpt'}; resume=RUN_DIR continues a run directory)")
     if not p.is_file():
         raise ConfigError(f"{key}: checkpoint {p} does not exist")
     try:
@@ -157,6 +160,9 @@ class LastCheckpoint(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        from vreid_lightning.runner.ckpt_match import METHOD_KEY, method_record
+
+        checkpoint[METHOD_KEY] = method_record(pl_module)  # who wrote it (a mismatch is one error on load)
         if self._at_epoch_start:
             _fresh_epoch_counters(checkpoint)
 

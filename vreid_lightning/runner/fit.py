@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vreid_lightning.callbacks.checkpoint import BestCheckpoint, LastCheckpoint, has_held_out_split, read_checkpoint
 from vreid_lightning.callbacks.results import TEST_RESULTS
+from vreid_lightning.runner.ckpt_match import check_checkpoint_matches
 from vreid_lightning.runner.instantiate import instantiate_callbacks, instantiate_loggers
 
 __all__ = ["make_trainer", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
@@ -113,8 +114,8 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
     sdir = stage_dir(out, stage)
     model.postprocess_cfg = OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None
     train = bool(cfg.get("train", True))
-    if ckpt_path:
-        read_checkpoint(ckpt_path, "ckpt_path")  # one clear error for a file that is not a checkpoint
+    if ckpt_path:  # one clear error for a file that is not a checkpoint, or not this method's (runner.ckpt_match)
+        check_checkpoint_matches(read_checkpoint(ckpt_path, "ckpt_path"), str(ckpt_path), "ckpt_path", model)
     if train:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)  # RNG states are numpy objects
     tested, rule = _selected(trainer, train, ckpt_path, sdir)

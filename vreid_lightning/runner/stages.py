@@ -24,6 +24,7 @@ from vreid_lightning.atomic import atomic_write_text
 from vreid_lightning.callbacks.checkpoint import read_checkpoint
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import as_float_dict
+from vreid_lightning.runner.ckpt_match import check_checkpoint_matches
 from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
@@ -157,6 +158,8 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
         else:
             L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
             model = build_model(cfg_s, dm, name, stage_sets_model_stage="stage" in (scfg.get("model") or {}))
+            if prev_ckpt and prev_ckpt == cfg.get("init_from"):  # another method's file: one error naming it
+                check_checkpoint_matches(read_checkpoint(prev_ckpt, "init_from"), prev_ckpt, "init_from", model, False)
             if prev_ckpt:
                 report = model.load_previous_stage(prev_ckpt)
                 log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
