@@ -113,11 +113,11 @@ def test_invalid_config_values_are_one_error_naming_key_value_and_expected(tmp_p
 # ---------------------------------------------------------------- item 9: images
 def test_a_corrupt_training_image_with_workers_is_the_same_one_line_error(tmp_path: Path, veri_world: Path):
     root = _veri_copy(veri_world, tmp_path / "VeRi")
-    bad = root / "image_train" / (root / "name_train.txt").read_text().split()[0]
-    bad.write_bytes(b"")
+    for name in (root / "name_train.txt").read_text().split():  # every one: the first batch meets one
+        (root / "image_train" / name).write_bytes(b"")
     p = run_cli([*_on(root), "data.num_workers=2", f"hydra.run.dir={tmp_path / 'run'}"], REPO, timeout=600)
     assert p.returncode == 2, p.stderr[-2000:]
-    assert f"error: {bad}: expected a readable image" in p.stderr
+    assert f"error: {root / 'image_train'}/" in p.stderr and ": expected a readable image (JPEG/PNG)" in p.stderr
     assert "Traceback" not in p.stderr and "DataLoader worker" not in p.stderr
 
 
@@ -194,3 +194,34 @@ def test_evaluate_on_a_bad_features_file_is_one_error_naming_it(tmp_path: Path, 
     err = capsys.readouterr().err
     assert str(f) in err and len(err.strip().splitlines()) == 1, err
     assert __import__("re").search(message, err), err
+
+
+# ---------------------------------------------------------------- item 8: duplicate list lines
+def test_duplicate_list_lines_are_counted_reported_and_dropped_or_refused(tmp_path: Path, veri_world: Path,
+                                                                          vehicleid_world: Path):
+    from vreid_lightning.data.datasets import load_dataset
+    from vreid_lightning.errors import DatasetFormatError
+
+    root = _veri_copy(veri_world, tmp_path / "VeRi")
+    lst = root / "name_query.txt"
+    lines = lst.read_text().split()
+    lst.write_text("\n".join([*lines, lines[0], lines[3], lines[0]]) + "\n")
+    ds = load_dataset("veri", root)
+    assert len(ds.query) == len(lines)  # each image counted once
+    assert ds.diagnostics["duplicate_lines"] == {"name_query.txt": 3}
+    assert any("name_query.txt: 3 duplicate line(s) dropped" in w for w in ds.warnings)
+    with pytest.raises(DatasetFormatError, match=rf"{lst}, line {len(lines) + 1}: expected each image listed once "
+                                                 r"\(duplicates='error'\); the same line as line 1"):
+        load_dataset("veri", root, duplicates="error")
+    p = subprocess.run([sys.executable, "-m", "vreid_lightning.data.inspect", "--dataset", "veri", "--root", str(root)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0 and json.loads(p.stdout)["diagnostics"]["duplicate_lines"] == {"name_query.txt": 3}
+
+    vid = tmp_path / "VehicleID_V1.0"
+    shutil.copytree(vehicleid_world, vid)
+    train = vid / "train_test_split" / "train_list.txt"
+    rows = train.read_text().splitlines()
+    before = len(load_dataset("vehicleid", vid).train)
+    train.write_text("\n".join([*rows, rows[5]]) + "\n")
+    ds = load_dataset("vehicleid", vid)
+    assert len(ds.train) == before and ds.diagnostics["duplicate_lines"] == {"train_list.txt": 1}
