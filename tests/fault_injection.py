@@ -2,6 +2,7 @@
 
     python tests/fault_injection.py --out /tmp/fi              # the tiny RAM run, two 1-epoch stages
     python tests/fault_injection.py --out /tmp/fi --only stage_results.json@1 --table table.md
+    python tests/fault_injection.py --out /tmp/fi --jobs 3     # three kill points at a time
 
 1. An uninterrupted run with ``VREID_FAULT_LOG`` lists the fault points it passes, in order
    (:mod:`vreid_lightning.faults`: each finishing write, and for atomic writes the moment between the
@@ -28,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +69,11 @@ def metrics(run_dir: Path) -> dict:
     return {"test": r.get("test"), "stages": r.get("stages"), "features": r.get("features")}
 
 
-def fault_points(args_of, out: Path) -> tuple[list[str], dict]:
-    """The reference run: its fault points in order, and its metrics."""
+def fault_points(args_of, out: Path, reuse: bool = False) -> tuple[list[str], dict]:
+    """The reference run: its fault points in order, and its metrics (``reuse``: an earlier reference run's)."""
     log = out / "points.log"
+    if reuse and log.is_file() and (out / "reference" / "results.json").is_file():
+        return log.read_text().split(), metrics(out / "reference")
     log.unlink(missing_ok=True)
     ref = out / "reference"
     shutil.rmtree(ref, ignore_errors=True)
@@ -89,7 +93,7 @@ def kill_and_resume(args_of, point: str, out: Path, reference: dict, check_lock:
     if p.returncode != KILLED:
         row["note"] = f"not killed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:] }"
         return row
-    resume = [*args_of(out / "hydra_resume"), f"resume={run}"]
+    resume = [*args_of(run.with_name(run.name + "_hydra")), f"resume={run}"]
     if check_lock:
         q = cli(resume)
         if q.returncode != 2 or "stale" not in q.stderr or "break_lock=true" not in q.stderr:
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", choices=["staged", "plain", "both"], default="both")
     ap.add_argument("--only", nargs="*", help="kill points to try (default: every point the reference passes)")
     ap.add_argument("--table", type=Path, help="also write the markdown table here")
+    ap.add_argument("--reuse-reference", action="store_true", help="reuse --out's reference run if it is there")
+    ap.add_argument("--jobs", type=int, default=1, help="kill points tried at once (each in its own directory)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("VREID_CACHE_DIR", str(a.out / ".cache"))
@@ -136,14 +142,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out = a.out / kind
         out.mkdir(exist_ok=True)
-        points, ref = fault_points(args_of, out)
+        points, ref = fault_points(args_of, out, a.reuse_reference)
         print(f"{kind}: {len(points)} fault points: {points}", flush=True)
         rows = []
         chosen = [p for p in points if not a.only or p in a.only]
         lock_point = next((p for p in chosen if not p.startswith("config_resolved")), None)
-        for point in chosen:
-            rows.append(kill_and_resume(args_of, point, out, ref, check_lock=point == lock_point))
-            print(rows[-1], flush=True)
+        def one(point: str) -> dict:
+            row = kill_and_resume(args_of, point, out, ref, check_lock=point == lock_point)
+            print(row, flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            rows = list(pool.map(one, chosen))
         ok &= all(r["killed"] and r["resumed"] and r["equal"] for r in rows)
         parts.append(table(rows, f"{kind} run ({' '.join(args_of(Path('RUN'))[:1])}, save_optimizer=false)"))
     text = "\n\n".join(parts)
