@@ -50,7 +50,9 @@ def read_lock(path: Path) -> dict[str, Any]:
 def _describe(info: dict[str, Any]) -> str:
     if not info:
         return "an unknown holder (the lock file is empty)"
-    return f"PID {info.get('pid')} on host {info.get('host')} since {info.get('started')} ({info.get('command', '')})"
+    cmd = str(info.get("command", ""))
+    cmd = cmd if len(cmd) <= 120 else cmd[:117] + "..."
+    return f"PID {info.get('pid')} on host {info.get('host')} since {info.get('started')} ({cmd})"
 
 
 def _acquire(path: Path, break_stale: bool) -> None:
