@@ -182,6 +182,23 @@ def test_a_failed_write_names_the_directory_and_leaves_no_tmp(tmp_path: Path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_failed_checkpoint_write_names_the_directory_and_leaves_no_tmp(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    from vreid_lightning.callbacks.checkpoint import _atomic_trainer_save
+    from vreid_lightning.errors import OutputError
+
+    def save_checkpoint(path, weights_only=False):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True,
+                              strategy=SimpleNamespace(barrier=lambda name: None))
+    with pytest.raises(OutputError, match=rf"cannot write {tmp_path / 'last.ckpt'} \(directory {tmp_path}\): No space"):
+        _atomic_trainer_save(trainer, tmp_path / "last.ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- item 13: unwritable output / cache dir
 def test_an_unwritable_output_directory_is_one_error_naming_it(tmp_path: Path, veri_world: Path, monkeypatch):
     from vreid_lightning.errors import OutputError

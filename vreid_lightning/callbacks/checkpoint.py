@@ -81,11 +81,17 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def _atomic_trainer_save(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
     """``trainer.save_checkpoint`` (collective under DDP) made atomic: rank 0 renames a finished file."""
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp, weights_only=weights_only)
-    if trainer.is_global_zero:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=weights_only)
+        if trainer.is_global_zero:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except OSError as e:  # disk full / read-only: no .tmp left, one error naming the directory
+        from vreid_lightning.errors import OutputError
+
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} (directory {path.parent}): {e.strerror or e}") from None
     trainer.strategy.barrier("atomic_checkpoint")
 
 
