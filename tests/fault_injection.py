@@ -17,7 +17,7 @@
    the exit code is 1 if any point failed.
 
 ``tests/test_fault_windows.py`` runs the same machinery on single points; this script is the full sweep
-(about 25 CLI runs: ~10-20 minutes on 2 busy CPU cores).
+(about 50 CLI runs; the last table, with its command and times, is tests/fault_injection.md).
 """
 
 from __future__ import annotations
