@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from vreid_lightning.atomic import atomic_write_text
-from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
+from vreid_lightning.evaluation.protocols import METRIC_KEYS, as_float_dict
 
 __all__ = ["summary", "format_results_table", "write_results", "test_record", "test_extras"]
 
