@@ -20,7 +20,7 @@ import torch
 
 from tests.conftest import REPO, TINY, compose
 
-QUIET = ["logger=csv", "model.figures=0", "+model.evaluation.rank_list=0", "callbacks.lr_monitor=null"]
+QUIET = ["logger=csv", "model.figures=0", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
 PLAIN = ["+experiment=baseline_synthetic", *TINY, *QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 
 
@@ -175,7 +175,7 @@ def test_a_failed_write_names_the_directory_and_leaves_no_tmp(tmp_path: Path, mo
 
             from vreid_lightning.callbacks.results import ResultsWriter
 
-            cb = ResultsWriter(rank_list=False, figures=False)
+            cb = ResultsWriter(rank_list=0, figures=False)
             cb.output_dir = str(tmp_path)
             trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path))
             cb.on_test_end(trainer, SimpleNamespace(eval_results={"test": {"metrics": {"mAP": 0.5}}}))
