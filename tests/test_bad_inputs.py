@@ -96,7 +96,7 @@ def test_a_pk_batch_of_one_identity_is_refused(tmp_path: Path):
     ("data.batch_size=0", "data.batch_size=0: expected an int >= 1"),
     ("optimizer.lr=-0.01", "optimizer.lr=-0.01: expected a float > 0"),
     ("data.num_instances=0", "data.num_instances=0: expected an int >= 1"),
-    ("data.batch_size=7", "data.batch_size=7: expected a multiple of data.num_instances=2"),
+    ("data.batch_size=7", "data.batch_size=7 must be a multiple of data.num_instances=2 (expected a PK batch"),
     ("++stages.bn.optimizer={lr:0}", "(stage bn) optimizer.lr=0: expected a float > 0"),
 ])
 def test_invalid_config_values_are_one_error_naming_key_value_and_expected(tmp_path: Path, override: str,

@@ -65,8 +65,8 @@ def _check(cfg: DictConfig, prefix: str) -> None:
     if data.get("sampler") == "pk" and data.get("batch_size") is not None:
         bs, k = int(data.batch_size), int(data.get("num_instances", 4))
         if bs % k:
-            raise ConfigError(f"{prefix}data.batch_size={bs}: expected a multiple of {prefix}data.num_instances={k} "
-                              f"(a PK batch is P identities x K images)")
+            raise ConfigError(f"{prefix}data.batch_size={bs} must be a multiple of {prefix}data.num_instances={k} "
+                              f"(expected a PK batch of P identities x K images)")
         if bs // k < 2:
             raise ConfigError(f"{prefix}data.batch_size={bs} with {prefix}data.num_instances={k} gives P=1 identity per "
                               f"batch (no negative: the triplet loss is 0 on every step); expected data.batch_size >= "
