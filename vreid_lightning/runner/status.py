@@ -77,7 +77,7 @@ def track_run(run_dir: str | Path | None, experiment: str | None = None) -> Iter
                      error=None, traceback=None)
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM (Lightning's SIGTERMException is a SystemExit)
         if write:
             write_status(run_dir, status="interrupted", ended_utc=_now())
         raise
