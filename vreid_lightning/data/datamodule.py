@@ -243,6 +243,8 @@ class ReIDDataModule(L.LightningDataModule):
         num_instances: K of the PK sampler.
         eval_batch_size, num_workers, pin_memory: loader settings.
         train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
+        test_transform: keyword options of :func:`build_test_transform` (``mean``, ``std``: the input
+            normalisation, ImageNet's by default; set them as ``train_transform``'s).
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
@@ -269,6 +271,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         train_transform: dict[str, Any] | None = None,
+        test_transform: dict[str, Any] | None = None,
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
@@ -304,6 +307,10 @@ class ReIDDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.train_transform_options = dict(train_transform or {})
+        self.test_transform_options = dict(test_transform or {})
+        if set(self.test_transform_options) - {"mean", "std"}:
+            raise ConfigError(f"data.test_transform: unknown key(s) {sorted(set(self.test_transform_options) - {'mean', 'std'})}; "
+                              "expected mean and/or std (the input normalisation)")
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
@@ -460,7 +467,7 @@ class ReIDDataModule(L.LightningDataModule):
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
-        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size))
+        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size, **self.test_transform_options))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:
