@@ -3,7 +3,7 @@
 ``python -m vreid_lightning.convert rnn-ha-vgg IN OUT.ckpt`` reads what ``torch.save(model.state_dict())``
 wrote (main_GRU_fusion_attention.py:155-156; main_GRU_fusion_attention_resnet.py:194-196): PyTorch 0.3's
 legacy pickle, storages tagged ``cuda:0``, possibly DataParallel-prefixed, and writes the checkpoint that
-``+experiment=rnn_ha_veri_authors`` / ``rnn_ha_vehicleid_authors`` (VGG) or ``rnn_ha_veri_resnet_authors``
+``+experiment=rnn_ha_veri_authors`` / ``rnn_ha_vehicleid_authors`` (VGG) or ``rnn_ha_veri_resnet_authors`` / ``rnn_ha_vehicleid_resnet_authors``
 (ResNet-50) tests with ``train=false ckpt_path=OUT.ckpt``. Strict: every tensor of the file lands in the
 suite's network, every learnable tensor of the network comes from the file, shapes match.
 
@@ -49,7 +49,7 @@ AUTHORS_NETS: dict[str, dict[str, Any]] = {
         "net": {"hidden_size": 2048, "transformer_dims": [2048],             # resnet:18-19,92-94: GRU 2048 -> 2048, W3 2048
                 "repeat_x1": False, "gru_biases": 2},                        # resnet:87,101,120: x1 fed once
         "prefix": "resnet",
-        "experiments": "rnn_ha_veri_resnet_authors",
+        "experiments": "rnn_ha_veri_resnet_authors, rnn_ha_vehicleid_resnet_authors",
     },
 }
 
