@@ -317,3 +317,23 @@ def test_truncated_file_and_other_models_checkpoint_name_the_file(tmp_path: Path
         convert_state_dict("rnn-ha-vgg", read_state_dict(other), other)
     with pytest.raises(AuthorsCheckpointError, match=rf"{good}: not a RNN-HA rnn-ha-resnet50 checkpoint: .*vgg_m\.0\.bias"):
         convert_state_dict("rnn-ha-resnet50", read_state_dict(good), good)  # the VGG file as the ResNet format
+
+
+# ------------------------------------------------------------------ the data switches of the authors' experiments
+def test_train_labelled_keeps_only_the_images_with_a_model_label(vehicleid_world: Path):
+    from vreid_lightning.data.datamodule import ReIDDataModule
+    from vreid_lightning.errors import ConfigError
+
+    def dm(**kw):
+        m = ReIDDataModule(dataset="vehicleid", root=str(vehicleid_world), attributes=["model"], num_workers=0, **kw)
+        m.setup("fit")
+        return m
+
+    full, kept = dm(), dm(train_labelled=["model"])
+    labels = np.asarray(full.train_split.attributes["model"])
+    assert 0 < len(kept.train_split) == int((labels >= 0).sum()) < len(full.train_split)
+    assert (np.asarray(kept.train_split.attributes["model"]) >= 0).all()
+    with pytest.raises(ConfigError, match=r"data.train_labelled: 'make' is not an attribute"):
+        dm(train_labelled=["make"])
+    with pytest.raises(ConfigError, match=r"data.test_transform: unknown key\(s\) \['flip'\]"):
+        ReIDDataModule(dataset="vehicleid", root=str(vehicleid_world), test_transform={"flip": 0.5})
