@@ -311,12 +311,13 @@ def test_truncated_file_and_other_models_checkpoint_name_the_file(tmp_path: Path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(cut) in err[0] and not (tmp_path / "x.ckpt").exists()
     other = tmp_path / "net_last.pth"  # a VehicleNet (ft_net) state dict
-    torch.save({"model.conv1.weight": torch.zeros(64, 3, 7, 7), "classifier.add_block.0.weight": torch.zeros(512, 2048)},
-               other)
+    torch.save({"model.conv1.weight": torch.zeros(64, 3, 7, 7),
+                "classifier.add_block.0.weight": torch.zeros(512, 2048)}, other)
     with pytest.raises(AuthorsCheckpointError, match=rf"{other}: not an RNN-HA \(rnn-ha-vgg\) state dict"):
         convert_state_dict("rnn-ha-vgg", read_state_dict(other), other)
-    with pytest.raises(AuthorsCheckpointError, match=rf"{good}: not a RNN-HA rnn-ha-resnet50 checkpoint: .*vgg_m\.0\.bias"):
-        convert_state_dict("rnn-ha-resnet50", read_state_dict(good), good)  # the VGG file as the ResNet format
+    vgg_as_resnet = rf"{good}: not a RNN-HA rnn-ha-resnet50 checkpoint: .*vgg_m\.0\.bias"
+    with pytest.raises(AuthorsCheckpointError, match=vgg_as_resnet):  # the VGG file as the ResNet format
+        convert_state_dict("rnn-ha-resnet50", read_state_dict(good), good)
 
 
 # ------------------------------------------------------------------ the data switches of the authors' experiments

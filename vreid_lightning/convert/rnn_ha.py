@@ -3,9 +3,10 @@
 ``python -m vreid_lightning.convert rnn-ha-vgg IN OUT.ckpt`` reads what ``torch.save(model.state_dict())``
 wrote (main_GRU_fusion_attention.py:155-156; main_GRU_fusion_attention_resnet.py:194-196): PyTorch 0.3's
 legacy pickle, storages tagged ``cuda:0``, possibly DataParallel-prefixed, and writes the checkpoint that
-``+experiment=rnn_ha_veri_authors`` / ``rnn_ha_vehicleid_authors`` (VGG) or ``rnn_ha_veri_resnet_authors`` / ``rnn_ha_vehicleid_resnet_authors``
-(ResNet-50) tests with ``train=false ckpt_path=OUT.ckpt``. Strict: every tensor of the file lands in the
-suite's network, every learnable tensor of the network comes from the file, shapes match.
+``+experiment=rnn_ha_veri_authors`` / ``rnn_ha_vehicleid_authors`` (VGG) or ``rnn_ha_veri_resnet_authors`` /
+``rnn_ha_vehicleid_resnet_authors`` (ResNet-50) tests with ``train=false ckpt_path=OUT.ckpt stages=null``.
+Strict: every tensor of the file lands in the suite's network, every learnable tensor of the network comes
+from the file, shapes match.
 
 Key map (authors' -> suite ``net.``):
 
@@ -38,16 +39,16 @@ __all__ = ["AUTHORS_NETS", "rename_key", "gru_rows_to_suite", "build_suite_net",
 #: format -> the suite network the authors' file becomes (every switch as in their code; sizes from their scripts)
 AUTHORS_NETS: dict[str, dict[str, Any]] = {
     "rnn-ha-vgg": {
-        "backbone": {"name": "vgg_cnn_m_1024", "trunk_end": "pool5"},        # main:21-28,40: vgg_m[0:15] ends at pool5
-        "net": {"hidden_size": 1024, "transformer_dims": [1024],             # main:14-15,52-54: GRU 512 -> 1024, W3 1024
-                "repeat_x1": True, "gru_biases": 2},                         # main:47,62-64,82
+        "backbone": {"name": "vgg_cnn_m_1024", "trunk_end": "pool5"},  # main:21-28,40: vgg_m[0:15] ends at pool5
+        "net": {"hidden_size": 1024, "transformer_dims": [1024],       # main:14-15,52-54: GRU 512 -> 1024, W3 1024
+                "repeat_x1": True, "gru_biases": 2},                   # main:47,62-64,82
         "prefix": "vgg_m",
         "experiments": "rnn_ha_veri_authors, rnn_ha_vehicleid_authors",
     },
     "rnn-ha-resnet50": {
-        "backbone": {"name": "resnet50", "last_stride": 2},                  # resnet:72,80: torchvision ResNet-50 children[:-2]
-        "net": {"hidden_size": 2048, "transformer_dims": [2048],             # resnet:18-19,92-94: GRU 2048 -> 2048, W3 2048
-                "repeat_x1": False, "gru_biases": 2},                        # resnet:87,101,120: x1 fed once
+        "backbone": {"name": "resnet50", "last_stride": 2},            # resnet:72,80: torchvision's, children[:-2]
+        "net": {"hidden_size": 2048, "transformer_dims": [2048],       # resnet:18-19,92-94: GRU 2048 -> 2048, W3 2048
+                "repeat_x1": False, "gru_biases": 2},                  # resnet:87,101,120: x1 fed once
         "prefix": "resnet",
         "experiments": "rnn_ha_veri_resnet_authors, rnn_ha_vehicleid_resnet_authors",
     },
@@ -129,5 +130,6 @@ def main(fmt: str, argv: Sequence[str]) -> int:
     n_vehicle, n_model = state["vehicle_classifier.weight"].shape[0], state["model_classifier.weight"].shape[0]
     print(f"{fmt}: {args.src} -> {out} ({len(state)} tensors; {n_vehicle} vehicle-level and {n_model} model-level "
           f"classes). Test it with +experiment={AUTHORS_NETS[fmt]['experiments'].split(', ')[0]} train=false "
-          f"ckpt_path={out} (the dataset's training split must have as many identities and model-level classes)")
+          f"ckpt_path={out} stages=null (the dataset's training split must have as many identities and "
+          "model-level classes)")
     return 0

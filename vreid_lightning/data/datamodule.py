@@ -311,9 +311,10 @@ class ReIDDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.train_transform_options = dict(train_transform or {})
         self.test_transform_options = dict(test_transform or {})
-        if set(self.test_transform_options) - {"mean", "std"}:
-            raise ConfigError(f"data.test_transform: unknown key(s) {sorted(set(self.test_transform_options) - {'mean', 'std'})}; "
-                              "expected mean and/or std (the input normalisation)")
+        unknown_tf = sorted(set(self.test_transform_options) - {"mean", "std"})
+        if unknown_tf:
+            raise ConfigError(f"data.test_transform: unknown key(s) {unknown_tf}; expected mean and/or std "
+                              "(the input normalisation)")
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images

@@ -1,8 +1,8 @@
 """RNN-HA (Wei et al., ACCV 2018) as a LightningModule on the shared :class:`ReIDModule` base.
 
-Training (``objective="rnn_ha"``): ``L = L_model + L_vehicle`` (Eq. 5), plain cross-entropy each; the model-level label is a
-DataModule attribute (VeRi: ``type``, VehicleID: ``model``), and images without one (-1) are ignored by
-``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
+Training (``objective="rnn_ha"``): ``L = L_model + L_vehicle`` (Eq. 5), plain cross-entropy each; the
+model-level label is a DataModule attribute (VeRi: ``type``, VehicleID: ``model``), and images without one
+(-1) are ignored by ``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
 (sec. 4.2); the model-level classification accuracy on the evaluation images (``model_acc``) is
 reported beside the ranking metrics. Pictures: Fig. 3 (the attention maps ``a`` of Eq. 7 over test
 images) and Fig. 4 (top-5 rank lists, false positives framed red).

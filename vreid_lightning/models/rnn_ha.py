@@ -255,7 +255,7 @@ class RNNHANet(nn.Module):
         if repeat_x1 and hierarchy != "rnn":
             raise ValueError("RNNHANet: repeat_x1 feeds x1 twice into the GRU; it has no meaning with hierarchy='fc'")
         if gru_biases != 1 and hierarchy != "rnn":
-            raise ValueError("RNNHANet: gru_biases sets the GRU's biases; it has no meaning with hierarchy='fc'")
+            raise ValueError("RNNHANet: gru_biases sets the GRU's biases; no meaning with hierarchy='fc'")
         if num_classes < 1 or num_model_classes < 1:
             raise ValueError(f"RNNHANet: class counts must be >= 1, got vehicle={num_classes}, model={num_model_classes}")
         if not hasattr(backbone, "out_channels"):
