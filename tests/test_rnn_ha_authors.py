@@ -338,3 +338,18 @@ def test_train_labelled_keeps_only_the_images_with_a_model_label(vehicleid_world
         dm(train_labelled=["make"])
     with pytest.raises(ConfigError, match=r"data.test_transform: unknown key\(s\) \['flip'\]"):
         ReIDDataModule(dataset="vehicleid", root=str(vehicleid_world), test_transform={"flip": 0.5})
+
+
+def test_param_init_switch_changes_only_the_init_of_w1_to_w4():
+    torch.manual_seed(0)
+    suite = RNNHANet(_Trunk(), 50, 30, hidden_size=400, transformer_dims=[300], param_init="suite")
+    torch.manual_seed(0)
+    authors = RNNHANet(_Trunk(), 50, 30, hidden_size=400, transformer_dims=[300], param_init="authors")
+    assert abs(float(suite.vehicle_classifier.weight.std()) - 0.001) < 1e-4 and not suite.vehicle_classifier.bias.any()
+    for layer in (authors.vehicle_classifier, authors.model_classifier, authors.attention.transformer[0]):
+        fan_in = layer.in_features  # main:48-56 init.kaiming_normal: std sqrt(2 / fan_in); bias U(+-1/sqrt(fan_in))
+        assert abs(float(layer.weight.std()) / (2.0 / fan_in) ** 0.5 - 1) < 0.05
+        assert 0 < float(layer.bias.abs().max()) <= fan_in ** -0.5
+    assert torch.equal(suite.gru.x2h.weight, authors.gru.x2h.weight)  # the GRU keeps torch's init in both
+    with pytest.raises(ValueError, match="param_init"):
+        RNNHANet(_Trunk(), 5, 3, hidden_size=8, transformer_dims=[7], param_init="xavier")

@@ -31,6 +31,7 @@ from vreid_lightning.models.layers import Classifier
 __all__ = [
     "HIERARCHIES",
     "GRU_BIASES",
+    "PARAM_INITS",
     "ATTENDED_POOLS",
     "GRUStep",
     "FCStep",
@@ -43,6 +44,7 @@ __all__ = [
 
 HIERARCHIES: tuple[str, ...] = ("rnn", "fc")
 GRU_BIASES: tuple[int, ...] = (1, 2)
+PARAM_INITS: tuple[str, ...] = ("suite", "authors")
 ATTENDED_POOLS: tuple[str, ...] = ("mean", "sum")
 
 
@@ -231,6 +233,8 @@ class RNNHANet(nn.Module):
             attention read the first output ``o1``, and step 2 starts from the state after both
             (``h = GRU(x1, o1)``, ``o2 = GRU(x2, h)``). Off by default (the paper: one step per level).
         gru_biases: 1 (Eqs. 1-4) or 2 (``nn.GRU``'s input and hidden biases, the authors' code).
+        param_init: ``suite`` (classifiers N(0, 0.001) with zero bias, transformer kaiming-normal with zero
+            bias) or ``authors`` (main:48-56: kaiming-normal weights of W1-W4, torch's default bias init).
         fc_activation: FC-HA's activation (``relu`` or ``tanh``).
     """
 
@@ -248,6 +252,7 @@ class RNNHANet(nn.Module):
         repeat_x1: bool = False,
         fc_activation: str = "relu",
         gru_biases: int = 1,
+        param_init: str = "suite",
     ) -> None:
         super().__init__()
         if hierarchy not in HIERARCHIES:
@@ -277,6 +282,16 @@ class RNNHANet(nn.Module):
         self.attention = GuidedAttention(hidden_size, d, transformer_dims, eps, attended_pool) if attention else None
         self.model_classifier = Classifier(hidden_size, num_model_classes)
         self.vehicle_classifier = Classifier(hidden_size, num_classes)
+        if param_init not in PARAM_INITS:
+            raise ValueError(f"RNNHANet: param_init must be one of {PARAM_INITS}, got {param_init!r}")
+        if param_init == "authors":  # main:48-56: init.kaiming_normal(W.weight); the biases keep nn.Linear's init
+            heads = [self.model_classifier, self.vehicle_classifier]
+            if self.attention is not None:
+                heads += [m for m in self.attention.transformer if isinstance(m, nn.Linear)]
+            for layer in heads:
+                nn.init.kaiming_normal_(layer.weight)
+                bound = 1.0 / math.sqrt(layer.in_features)
+                nn.init.uniform_(layer.bias, -bound, bound)
 
     @property
     def feature_dims(self) -> dict[str, int]:
