@@ -20,7 +20,7 @@ the exact streaming evaluator: nothing (Q, G) is held beyond one block.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,13 +31,14 @@ from vreid_lightning.errors import ConfigError
 from .camera_verification import camera_clusters, camera_filter
 from .distance import gallery_distance_fn
 from .ensemble import concat_features
+from .protocols import summarize_ranking
 from .query_expansion import average_query_expansion, database_augmentation, dbscan_query_expansion
 from .rank import RankAccumulator, auto_chunk_size
 from .rerank import KReciprocalIndex
 from .saved_features import FeatureSet, check_aligned
 from .time_window import time_window_filter
 
-__all__ = ["STEP_DEFAULTS", "STEP_ORDER", "parse_steps", "postprocess_evaluate", "cumulative_table",
+__all__ = ["STEP_DEFAULTS", "STEP_ORDER", "parse_steps", "postprocess_evaluate", "ranking_blocks", "cumulative_table",
            "postprocess_test_features"]
 
 # Each step's parameters with their defaults (the conf/postprocess/ files carry the same values, cited).
@@ -127,26 +128,14 @@ def _camera_groups(sets: list[FeatureSet], p: dict[str, Any]) -> tuple[np.ndarra
     return labels[: cq.shape[0]], labels[cq.shape[0]:]
 
 
-def _summary(result: dict[str, Any]) -> dict[str, float]:
-    cmc = result["cmc"]
-    return {"mAP": float(result["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
-            "rank10": float(cmc[9]), "mINP": float(result["mINP"])}
-
-
 @torch.no_grad()
-def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
-                         use_cams: bool = True, chunk_size: int | None = None,
-                         device: str | torch.device = "cpu") -> dict[str, float]:
-    """Apply ``steps`` to one model's (or several models') features and evaluate (image protocol).
+def ranking_blocks(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
+                   chunk_size: int | None = None, device: str | torch.device = "cpu"
+                   ) -> Iterator[tuple[int, torch.Tensor]]:
+    """The post-processed query-to-gallery distances, block by block: ``(first query row, (C, G) block)``.
 
-    Args:
-        sets: FeatureSet(s) of the same images (several models for ``ensemble``).
-        steps: the steps spec (see :func:`parse_steps`); None or empty: the plain evaluation.
-        metric: distance of the plain ranking (default: the first set's); ``rerank`` has its own.
-        use_cams: apply the junk rule (same id and camera) when the cameras are known.
-
-    Returns:
-        ``{"mAP", "rank1", "rank5", "rank10", "mINP"}`` (fractions).
+    What :func:`postprocess_evaluate` ranks, and what ``search`` takes its top-k from; nothing (Q, G) is held
+    beyond one block. ``steps`` and ``metric`` as in :func:`postprocess_evaluate`.
     """
     sets = [sets] if isinstance(sets, FeatureSet) else list(sets)
     check_aligned(sets)
@@ -168,11 +157,6 @@ def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None,
         fs = sets[0]
         qt, gt = fs.query["times"], fs.gallery["times"]
         filters.append(time_window_filter(qt, gt, steps["time_window"]["tau"]))
-    fq, fg = sets[0].query, sets[0].gallery
-    has_cams = use_cams and bool((fq["cams"] >= 0).all() and (fg["cams"] >= 0).all())
-    acc = RankAccumulator(fg["ids"], fg["cams"] if has_cams else None, max_rank=10, device=device)
-    q_ids = torch.as_tensor(fq["ids"], device=device)
-    q_cams = torch.as_tensor(fq["cams"], device=device) if has_cams else None
     if "rerank" in steps:
         r = steps["rerank"]
         index = KReciprocalIndex(q, g, r["k1"], r["k2"], r["lambda_value"], r["metric"], chunk_size)
@@ -184,9 +168,34 @@ def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None,
     for s, block in blocks:
         for f in filters:
             block = f(s, block)
+        yield s, block
+
+
+@torch.no_grad()
+def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
+                         use_cams: bool = True, chunk_size: int | None = None,
+                         device: str | torch.device = "cpu") -> dict[str, float]:
+    """Apply ``steps`` to one model's (or several models') features and evaluate (image protocol).
+
+    Args:
+        sets: FeatureSet(s) of the same images (several models for ``ensemble``).
+        steps: the steps spec (see :func:`parse_steps`); None or empty: the plain evaluation.
+        metric: distance of the plain ranking (default: the first set's); ``rerank`` has its own.
+        use_cams: apply the junk rule (same id and camera) when the cameras are known.
+
+    Returns:
+        ``{"mAP", "rank1", "rank5", "rank10", "mINP"}`` (fractions).
+    """
+    sets = [sets] if isinstance(sets, FeatureSet) else list(sets)
+    fq, fg = sets[0].query, sets[0].gallery
+    has_cams = use_cams and bool((fq["cams"] >= 0).all() and (fg["cams"] >= 0).all())
+    acc = RankAccumulator(fg["ids"], fg["cams"] if has_cams else None, max_rank=10, device=device)
+    q_ids = torch.as_tensor(fq["ids"], device=device)
+    q_cams = torch.as_tensor(fq["cams"], device=device) if has_cams else None
+    for s, block in ranking_blocks(sets, steps, metric, chunk_size, device):
         e = s + block.shape[0]
         acc.update(block, q_ids[s:e], None if q_cams is None else q_cams[s:e])
-    return _summary(acc.compute())
+    return summarize_ranking(acc.compute())
 
 
 def cumulative_table(sets: list[FeatureSet], steps: Any, metric: str | None = None,
@@ -219,27 +228,26 @@ def _listed_order(spec: Any) -> list[str]:
 
 
 def postprocess_test_features(feats: torch.Tensor, eval_set: Any, metrics: dict[str, Any], metric: str,
-                              steps: Any, results_path: str | None, is_global_zero: bool
-                              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The base's test hook: save ``features.npz`` beside the test results (rank 0) and, when ``steps`` are
-    configured (``postprocess=...``), evaluate the post-processed ranking.
+                              steps: Any, features_path: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A test's post-processing (the results writer calls it): save the query/gallery features to
+    ``features_path`` (when given) and, when ``steps`` are configured (``postprocess=...``), evaluate the
+    post-processed ranking.
 
     Returns ``(main metrics, plain metrics before post-processing or None)``: with steps, the main
     metrics are the post-processed ones (``postprocess`` lists the steps applied).
     """
-    from pathlib import Path
-
+    from .protocol_registry import get_protocol
     from .saved_features import from_eval_set, save_features
 
     parsed = parse_steps(steps)
-    if eval_set.protocol != "image":
+    if not get_protocol(eval_set).fixed_query_gallery:
         if parsed:
-            raise ConfigError(f"postprocess: steps {list(parsed)} need a query/gallery (image protocol) test set; "
+            raise ConfigError(f"postprocess: steps {list(parsed)} need a fixed query/gallery test set; "
                               f"this one uses the {eval_set.protocol!r} protocol")
         return metrics, None
     fs = from_eval_set(feats, eval_set, metric)
-    if results_path and is_global_zero:
-        save_features(fs, Path(results_path).with_name("features.npz"))
+    if features_path is not None:
+        save_features(fs, features_path)
     if not parsed:
         return metrics, None
     post = postprocess_evaluate(fs, parsed, metric, device=feats.device)
