@@ -35,9 +35,11 @@ def _overrides(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
     keep = [o for o in RNN_HA_TINY if not o.startswith("data")]
     loader = ["data.image_size=[64,64]", "data.batch_size=8", "data.num_workers=0", "data.eval_batch_size=32"]
     if "resnet" in name:  # ResNet-50 has no width/norm switches
-        keep = [o for o in keep if not o.startswith("backbone.")]
+        keep = [o for o in keep if not o.startswith("backbone.")] + ["backbone.pretrained=false"]
     else:
         keep.append("backbone.norm=bn")
+    if name.endswith("_authors"):  # the fine-tuning stage's own batch (fine_tune.py: 128) would not fit the tiny world
+        keep.append("stages.finetune.data.batch_size=8")
     if name.startswith("rnn_ha_veri"):
         return keep + loader + [f"data.root={veri_world}"]
     if "vehicleid" in name:
