@@ -129,5 +129,5 @@ def test_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
     for r in results:
         cfg = (r.parent / "config_resolved.yaml").read_text()
         hierarchies.add(next(ln.split(":")[1].strip() for ln in cfg.splitlines() if "hierarchy:" in ln))
-        assert "model_acc" in json.loads(r.read_text())["test"]
+        assert "model_acc" in json.loads(r.read_text())["partial_test"]  # fast_dev_run: a cut-short test (issue 24)
     assert hierarchies == {"fc", "rnn"}
