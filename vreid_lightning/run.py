@@ -79,7 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if resuming:
         results["resumed"] = True
     if not stages:
-        model = build_model(cfg, dm, None)
+        model = build_model(cfg, dm)
         ckpt = (last_checkpoint(out) if resuming else None) or cfg.get("ckpt_path")
         if resuming and ckpt:
             read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
