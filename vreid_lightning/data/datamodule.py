@@ -248,6 +248,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_instances: K of the PK sampler.
         eval_batch_size, num_workers, pin_memory: loader settings.
         train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
+        test_transform: keyword options of :func:`build_test_transform` (``scale``, ``interpolation``).
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
@@ -274,6 +275,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         train_transform: dict[str, Any] | None = None,
+        test_transform: dict[str, Any] | None = None,
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
@@ -309,6 +311,11 @@ class ReIDDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.train_transform_options = dict(train_transform or {})
+        self.test_transform_options = dict(test_transform or {})
+        try:  # a bad test option fails here, not in the first test batch
+            build_test_transform(self.image_size, **self.test_transform_options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.test_transform={self.test_transform_options}: {e}") from None
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
@@ -458,7 +465,7 @@ class ReIDDataModule(L.LightningDataModule):
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
-        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size))
+        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size, **self.test_transform_options))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:

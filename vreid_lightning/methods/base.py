@@ -43,6 +43,7 @@ DEFAULT_EVAL: dict[str, Any] = {
     "normalize": "l2",     # per-part normalisation before concatenation: l2 | none
     "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
     "scales": [1.0],        # test-time scales averaged, each resized from the original (VehicleNet AICity: [1, 0.9, 0.8])
+    "scale_mode": "original",  # original | authors (VehicleNet test_2020.py: sqrt'd factors compounded; evaluation.tta)
 }
 
 
@@ -205,7 +206,8 @@ class ReIDModule(L.LightningModule, abc.ABC):
         if scales != [1.0]:  # multi-scale test-time augmentation (evaluation.tta)
             from vreid_lightning.evaluation.tta import multi_scale_features
 
-            return multi_scale_features(extract, images, scales, bool(self.eval_cfg["flip"]))
+            return multi_scale_features(extract, images, scales, bool(self.eval_cfg["flip"]),
+                                        str(self.eval_cfg["scale_mode"]))
         feats = extract(images)
         if self.eval_cfg["flip"]:
             flipped = extract(torch.flip(images, dims=[3]))
