@@ -42,8 +42,7 @@ def test_every_experiment_has_a_fast_dev_run_test():
     tests_dir = Path(__file__).parent
     for name in EXPERIMENTS:
         owner = next((f for p, f in COVERED_ELSEWHERE.items() if name.startswith(p)), None)
-        if owner is None:
-            assert name in CORE_EXPERIMENTS
+        if owner is None:  # run by test_fast_dev_run_every_experiment below
             continue
         text = (tests_dir / owner).read_text()
         prefix = next(p for p in COVERED_ELSEWHERE if name.startswith(p))
@@ -144,7 +143,7 @@ def test_resume_from_last_checkpoint(tmp_path: Path, veri_world: Path):
     rows = [dict(zip(header.split(","), ln.split(","))) for ln in lines]
     val_epochs = {r["epoch"] for r in rows if r.get("val_on_test/mAP")}  # monitoring: no held-out split
     assert val_epochs == {"1"}  # epoch 0 came from the checkpoint; only epoch 1 ran
-    assert 0.0 <= res["test"]["mAP"] <= 1.0
+    assert res["tested_checkpoint"]["epoch"] == 2
 
 
 def test_multirun_two_jobs(tmp_path: Path, veri_world: Path):
@@ -184,7 +183,7 @@ def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_
     cfg = compose([*_short_train(0), "trainer.max_epochs=1"], tmp_path)
     dm = instantiate(cfg.data, _recursive_=False)
     dm.setup("fit")
-    model = _build_model(cfg, dm, None)
+    model = _build_model(cfg, dm)
     ckpt = tmp_path / "model.ckpt"
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=2, limit_val_batches=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False)
@@ -259,5 +258,4 @@ def test_precision_passes_through_to_the_trainer(tmp_path: Path, veri_world: Pat
     cfg = compose(["+experiment=baseline_synthetic", *TINY, "trainer.fast_dev_run=true",
                    "trainer.precision=bf16-mixed"], tmp_path)
     assert _make_trainer(cfg, tmp_path, None, {}).precision == "bf16-mixed"
-    results = run(cfg)
-    assert 0.0 <= results["partial_test"]["mAP"] <= 1.0
+    assert run(cfg)["partial_test"]  # a bf16 run completes and is tested (fast_dev_run: marked partial)
