@@ -13,6 +13,7 @@ from .cityflow import load_cityflow
 from .compcars import load_compcars
 from .vehicleid import load_vehicleid
 from .veri import load_veri
+from .veriwild import load_veriwild
 
 __all__ = ["DATASETS", "ALIASES", "canonical_name", "dataset_options", "load_dataset"]
 
@@ -21,9 +22,11 @@ DATASETS: dict[str, Callable[..., ReIDDataset]] = {
     "vehicleid": load_vehicleid,
     "cityflow": load_cityflow,
     "compcars": load_compcars,
+    "veriwild": load_veriwild,
 }
 ALIASES = {"veri776": "veri", "veri-776": "veri", "vehicle_id": "vehicleid", "aic19": "cityflow",
-           "aic20": "cityflow", "aic21": "cityflow"}
+           "aic20": "cityflow", "aic21": "cityflow",
+           "veri-wild": "veriwild", "veri_wild": "veriwild"}
 
 
 def canonical_name(name: str) -> str:
