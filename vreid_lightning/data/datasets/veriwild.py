@@ -16,7 +16,7 @@ removed from the gallery (counted in ``diagnostics``): under the junk rule it ne
 
 VERI-Wild 2.0 (``version=2``): the same training set, a new test set from other cameras, released as
 ``test_split/{A,B,All}_{query,gallery}.txt`` with ``<relative image path> <vid>`` per line (PVEN
-``preprocess_veriwild2.py``; MBR names the folder ``test_split_V2/``). The test lists carry no camera
+``preprocess_veriwild2.py``; one script names the folder ``test_split_V2/``). The test lists carry no camera
 (both peers give every test image one camera): no junk rule (``camids`` MISSING). The relative path is
 resolved against the 2.0 root or, as PVEN joins it, against ``<root>/<query|gallery>/``.
 """
