@@ -273,3 +273,14 @@ def test_vehiclenet_veriwild_merges_the_papers_four_sources_into_a_new_target(tm
     assert sorted(s["dataset"] for s in cfg.source_sets["all"]) == ["cityflow", "compcars", "vehicleid", "veri"]
     assert list(cfg.stages) == ["stage1", "stage2"]
     # its fast_dev_run (both stages, real-layout sources) is in test_vehiclenet.py, with the family's others
+
+
+def test_conflicting_lines_are_an_error_and_extra_list_fields_a_counted_warning(real_format: Path):
+    split = real_format / "VERI-Wild" / "train_test_split"
+    _write(split / "train_list.txt", [f"{line} 0 23" for line in LISTS["train_list.txt"][:2]]
+           + LISTS["train_list.txt"][2:])
+    ds = load_dataset("veriwild", real_format, test_size=3000)
+    assert len(ds.train) == 5 and any(w.startswith("2 list line(s) with fields after") for w in ds.warnings)
+    _write(split / "vehicle_info.txt", INFO + ["00001/000002;22;2018-03-11 13:02:07;Audi-A4;sedan;white"])
+    _expect_error(real_format, "vehicle_info.txt, line 13: expected one line per image (1/000002 was given other "
+                  "values on line 3)", test_size=3000)

@@ -23,6 +23,7 @@ resolved against the 2.0 root or, as PVEN joins it, against ``<root>/<query|gall
 
 from __future__ import annotations
 
+import calendar
 import logging
 import re
 from datetime import datetime, timezone
@@ -50,6 +51,7 @@ _V2_SPLIT_DIRS = ("test_split", "test_split_V2")
 _KEY = re.compile(r"^(\d+)/(\d+)(?:\.jpe?g)?$", re.IGNORECASE)
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f",
                  "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H%M%S")
+_DATETIME = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _INFO_FIELDS = 6
 
 
@@ -62,6 +64,12 @@ def parse_time(token: str) -> int | None:
     text = token.strip()
     if re.fullmatch(r"\d+", text) and len(text) != 14:
         return int(text)
+    fast = _DATETIME.fullmatch(text)  # the common form without strptime (416,314 lines)
+    if fast is not None:
+        try:
+            return calendar.timegm(tuple(int(g) for g in fast.groups()) + (0, 0, 0))
+        except (ValueError, OverflowError):
+            return None
     for fmt in _TIME_FORMATS:
         try:
             return int(datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp())
