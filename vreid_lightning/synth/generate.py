@@ -14,6 +14,7 @@ from .world import build_world, type_colour_sharing
 from .writers.cityflow import write_cityflow
 from .writers.common import Renderer
 from .writers.compcars import write_compcars
+from .writers.custom import write_custom
 from .writers.vehicleid import write_vehicleid
 from .writers.veri import write_veri
 from .writers.veriwild import REAL_IDS as VERIWILD_IDS, write_veriwild, write_veriwild2
@@ -53,6 +54,8 @@ LAYOUTS: dict[str, LayoutSpec] = {
     # CompCars web-nature: cars only, a few photos per car, whole scenes with a box.
     "compcars": LayoutSpec("web", 8, 6, 1, 9_999_999, 1, write_compcars, types=PASSENGER_TYPES, scene=True,
                            root="CompCars root (containing data/)"),
+    # data=custom: the suite's own CSV + folder-per-id layout (writers/custom.py), VeRi-like cameras.
+    "custom": LayoutSpec("surveillance", 20, 20, 2, 9999, 2, write_custom, root="custom root (annotations.csv, images/)"),
     # VERI-Wild: 174 cameras, ~10 images per id (416,314 images / 40,671 ids), a month of video.
     "veriwild": LayoutSpec("surveillance", 174, 10, 8, 99_999, 2, write_veriwild, root="VERI-Wild/"),
     # VERI-Wild + the VERI-Wild 2.0 test split (test_split/) of other ids, in one folder.
@@ -66,8 +69,9 @@ REAL_IDS = {"veri": 776, "vehicleid": 26_328, "cityflow": 666, "compcars": 1_716
 
 def ids_for_scale(layout: str, scale: float) -> int:
     """Identities of a world ``scale`` times the real release's size (at least the layout's minimum)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}, expected one of {', '.join(LAYOUTS)}")
+    if layout not in REAL_IDS:
+        raise ValueError(f"--scale: layout {layout!r} has no real release to scale; use --ids (layouts with a "
+                         f"release size: {', '.join(REAL_IDS)})")
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
     return max(LAYOUTS[layout].min_ids, int(round(REAL_IDS[layout] * scale)))
