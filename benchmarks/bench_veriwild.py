@@ -184,6 +184,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _above(r: dict) -> float:
+    """Peak RSS above the runtime and the resident features (MB)."""
+    return r["peak_rss_mb"] - r["base_rss_mb"]
+
+
 def ratios(rows: list[dict]) -> list[str]:
     """Peer / suite ratios for the pairs measured in this run."""
     out = []
@@ -193,7 +198,7 @@ def ratios(rows: list[dict]) -> list[str]:
         if ph.startswith("peer") and mine:
             out.append(f"{s} {d}-d {ph}: time peer/suite {peer['seconds'] / mine['seconds']:.1f}x, peak RSS "
                        f"peer/suite {peer['peak_rss_mb'] / mine['peak_rss_mb']:.1f}x, peak above the features "
-                       f"peer/suite {(peer['peak_rss_mb'] - peer['base_rss_mb']) / max(mine['peak_rss_mb'] - mine['base_rss_mb'], 1):.1f}x, "
+                       f"peer/suite {_above(peer) / max(_above(mine), 1):.1f}x, "
                        f"|dmAP| {abs(peer['mAP'] - mine['mAP']):.1e}")
     return out
 

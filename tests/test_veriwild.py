@@ -46,7 +46,8 @@ def test_synthetic_layout_read_with_exact_counts(veriwild_world: Path, size: int
 
 
 def test_test_sets_are_nested_like_the_release(veriwild_world: Path):
-    ids = {s: set(load_dataset("veriwild", veriwild_world, test_size=s).query.pids.tolist()) for s in (3000, 5000, 10000)}
+    ids = {s: set(load_dataset("veriwild", veriwild_world, test_size=s).query.pids.tolist())
+           for s in (3000, 5000, 10000)}
     assert ids[3000] < ids[5000] < ids[10000]
 
 

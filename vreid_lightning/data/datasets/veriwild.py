@@ -289,7 +289,8 @@ def load_veriwild(root: str | Path, *, version: int = 1, test_size: int | str = 
         gallery_path = split_dir / f"test_{size}.txt"
         query_path = split_dir / f"test_{size}_query.txt"
         if not gallery_path.is_file():
-            found = sorted(int(m.group(1)) for p in split_dir.iterdir() if (m := re.fullmatch(r"test_(\d+)\.txt", p.name)))
+            found = sorted(int(m.group(1)) for p in split_dir.iterdir()
+                           if (m := re.fullmatch(r"test_(\d+)\.txt", p.name)))
             raise DatasetFormatError(gallery_path, f"the gallery list of test size {size} (not found; test sizes "
                                      f"present: {found or 'none'}; the release has {list(TEST_SIZES)})")
         require_file(query_path, f"the query list of test size {size}")

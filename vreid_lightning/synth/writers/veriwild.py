@@ -98,7 +98,8 @@ def _write_v2(world: World, views: dict[int, list[View]], out: Path, ids: list[i
     jobs: list[Job] = []
     lines: dict[str, dict[int, list[str]]] = {"query": {}, "gallery": {}}
     all_views = [v for vid in ids for v in views[vid]]
-    names = {(all_views[i].vid, all_views[i].k): f"{n + 1:06d}.jpg" for n, i in enumerate(rng.permutation(len(all_views)))}
+    order = rng.permutation(len(all_views))
+    names = {(all_views[i].vid, all_views[i].k): f"{n + 1:06d}.jpg" for n, i in enumerate(order)}
     for vid in ids:
         q = int(rng.integers(len(views[vid])))
         for j, v in enumerate(views[vid]):
