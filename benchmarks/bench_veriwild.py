@@ -18,8 +18,9 @@ Peers, written plainly here and measured in the same run:
   7 GB per N x N float32 array, several held) it does not fit this machine's 24 GB shared with others, so
   it runs on a Small-shaped quarter (750 x 9,715) against ours on the same quarter.
 
-Usage (single-threaded; each phase prints one JSON line, then a Markdown table):
-    OMP_NUM_THREADS=1 timeout 1500 python benchmarks/bench_veriwild.py
+Usage (single-threaded; each phase prints one JSON line, then a Markdown table). Everything takes about an
+hour on a loaded 2-core machine (Large re-ranking alone ~20 min, FastReID's loop on Small ~7 min): run parts.
+    OMP_NUM_THREADS=1 python benchmarks/bench_veriwild.py
     python benchmarks/bench_veriwild.py --sets small --dims 512 --phases eval peer_eval
 """
 
