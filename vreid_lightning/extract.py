@@ -110,14 +110,16 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     """
     import lightning as L
 
-    from vreid_lightning.data.transforms import build_test_transform
+    from vreid_lightning.data.transforms import build_test_transform, test_input_size
     from vreid_lightning.inference import default_device
 
     if not paths:
         raise ConfigError("extract: no images to extract (the glob, list or split is empty)")
     feature = trained.check_feature(feature)
     device = device or default_device()
-    ds = ImageFiles(paths, build_test_transform(trained.image_size), trained.image_size)
+    opts = dict(trained.cfg.data.get("test_transform") or {})  # the run's test resize (VehicleNet authors: 1.1x)
+    ds = ImageFiles(paths, build_test_transform(trained.image_size, **opts),
+                    test_input_size(trained.image_size, opts.get("scale", 1.0)))
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     collect = _Collect(len(paths), feature, list(paths), strict)

@@ -53,8 +53,9 @@ def remap_labels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ImageDataset(Dataset):
     """Images of a :class:`Split` with their (remapped) labels.
 
-    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid`` and
-    ``attrs`` (name -> label, -1 = unlabelled).
+    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid``, ``timestamp``,
+    ``track`` (-1 = unknown) and ``attrs`` (name -> label, -1 = unlabelled; the view is ``attrs["viewpoint"]``
+    where the dataset has it).
     """
 
     def __init__(self, split: Split, transform: Callable, pids: np.ndarray | None = None,
@@ -85,6 +86,8 @@ class ImageDataset(Dataset):
             "index": i,
             "pid": int(self.pids[i]),
             "camid": int(self.split.camids[i]),
+            "timestamp": int(self.split.timestamps[i]),
+            "track": int(self.split.tracks[i]),
             "attrs": {k: int(v[i]) for k, v in self.attributes.items()},
         }
 
@@ -212,6 +215,8 @@ def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "pid": torch.tensor([it["pid"] for it in items], dtype=torch.long),
         "camid": torch.tensor([it["camid"] for it in items], dtype=torch.long),
+        "timestamp": torch.tensor([it["timestamp"] for it in items], dtype=torch.long),
+        "track": torch.tensor([it["track"] for it in items], dtype=torch.long),
     }
     names = items[0]["attrs"].keys() if items else []
     out["attrs"] = {k: torch.tensor([it["attrs"][k] for it in items], dtype=torch.long) for k in names}
@@ -243,6 +248,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_instances: K of the PK sampler.
         eval_batch_size, num_workers, pin_memory: loader settings.
         train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
+        test_transform: keyword options of :func:`build_test_transform` (``scale``, ``interpolation``).
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
@@ -269,11 +275,13 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         train_transform: dict[str, Any] | None = None,
+        test_transform: dict[str, Any] | None = None,
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
         val_ids: int = 0,
         seed: int = 0,
+        verify_eval_images: bool = True,
     ) -> None:
         super().__init__()
         if synthetic is None and not root:
@@ -304,11 +312,17 @@ class ReIDDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.train_transform_options = dict(train_transform or {})
+        self.test_transform_options = dict(test_transform or {})
+        try:  # a bad test option fails here, not in the first test batch
+            build_test_transform(self.image_size, **self.test_transform_options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.test_transform={self.test_transform_options}: {e}") from None
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
         self.val_ids = int(val_ids)
         self.seed = seed
+        self.verify_eval_images = bool(verify_eval_images)
         self._ready = False
 
     # ------------------------------------------------------------------ preparation
@@ -334,6 +348,7 @@ class ReIDDataModule(L.LightningDataModule):
         if self._ready:
             return
         root = self._resolve_root()
+        self.data_root = Path(root)  # the dataset's folder as given or generated (a synthetic world's cache folder)
         self.dataset = load_dataset(self.dataset_name, root, **self.dataset_options)
         for w in self.dataset.warnings:
             log.warning("%s: %s", self.dataset_name, w)
@@ -355,6 +370,7 @@ class ReIDDataModule(L.LightningDataModule):
             train, self.val_set = _hold_out_validation(train, self.val_ids, self.seed, self.protocol_options)
             log.info("validation: %d held-out training identities (%d images); training on %d identities",
                      self.val_ids, len(self.val_set.split), np.unique(train.pids).size)
+        self._check_eval_data(root)
         self.train_split = train
         self.train_pids, self.pid_classes = remap_labels(train.pids)
         names = self.attribute_names if self.attribute_names is not None else sorted(train.attributes)
@@ -374,6 +390,16 @@ class ReIDDataModule(L.LightningDataModule):
             self.train_attributes[n] = mapped
             self.attribute_classes[n] = int(len(classes))
         self._ready = True
+
+    def _check_eval_data(self, root: str) -> None:
+        """Before training: a valid query exists in each evaluated split; its images decode (data.checks)."""
+        from vreid_lightning.data.checks import check_eval_images, check_eval_queries
+
+        check_eval_queries(self.eval_set, f"{root} ({self.dataset_name} query/gallery)", "test")
+        if self.val_set is not self.eval_set:
+            check_eval_queries(self.val_set, f"{root} (held-out validation identities, data.val_ids)", "validation")
+        if self.verify_eval_images:
+            check_eval_images(self.eval_set, "query/gallery")
 
     def _load_sources(self, target_root: str) -> list[ReIDDataset]:
         """Load every extra source (before any training), refusing a missing/broken or repeated root."""
@@ -430,14 +456,6 @@ class ReIDDataModule(L.LightningDataModule):
         out["total"] = {"images": len(self.train_split), "ids": self.num_classes}
         return out
 
-    def summary(self) -> dict[str, Any]:
-        out = self.dataset.summary()
-        out["train_classes"] = self.num_classes
-        out["attribute_classes_trained"] = dict(self.attribute_classes)
-        if self.source_summary:
-            out["sources"] = self.source_summary
-        return out
-
     # ------------------------------------------------------------------ loaders
     def _loader(self, ds: Dataset, batch_size: int, sampler: Sampler | None, train: bool) -> DataLoader:
         return DataLoader(
@@ -460,7 +478,7 @@ class ReIDDataModule(L.LightningDataModule):
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
-        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size))
+        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size, **self.test_transform_options))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,6 +75,27 @@ class RAMModule(ReIDModule):
         self.criterion = RAMLoss(**dict(loss or {}))
         self.num_figures = figures
 
+    def setup(self, stage: str) -> None:
+        """Refuse, before any step, an input size whose conv map is too short for distinct regions.
+
+        Checked in every step (not only those with the region branch), so a staged run stops before its
+        first step rather than when ``bn_r`` starts.
+        """
+        super().setup(stage)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        size = getattr(dm, "image_size", None)
+        if size is None:
+            return
+        from vreid_lightning.models.ram.branches import distinct_region_bounds
+
+        net_cfg = dict(self.hparams.get("net") or {})
+        was = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            height = int(self.net.feature_map(torch.zeros(1, 3, *size, device=self.device)).shape[2])
+        self.net.train(was)
+        distinct_region_bounds(height, int(net_cfg.get("num_regions", 3)), float(net_cfg.get("region_overlap", 4 / 7)))
+
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         out = self.net(batch["image"])
@@ -107,10 +127,10 @@ class RAMModule(ReIDModule):
         from vreid_lightning.data.datamodule import ImageDataset
         from vreid_lightning.data.transforms import build_test_transform, denormalize
 
+        from vreid_lightning.data.eval_sets import one_image_per_identity
+
         split = dm.eval_set.split
-        rows = dm.eval_set.groups.get("query", np.arange(len(split)))
-        _, first = np.unique(split.pids[rows], return_index=True)
-        pick = rows[np.sort(first)[: self.num_figures]]
+        pick = one_image_per_identity(dm.eval_set, self.num_figures)
         ds = ImageDataset(split, build_test_transform(dm.image_size))
         x = torch.stack([ds[int(i)]["image"] for i in pick])
         return x, denormalize(x, clamp=True)
