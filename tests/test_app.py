@@ -50,7 +50,8 @@ def test_every_experiment_has_a_fast_dev_run_test():
             f"{owner} does not run {name}'s fast_dev_run (list it there or drop it from COVERED_ELSEWHERE)"
 
 
-def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path) -> list[str]:
+def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
+                        veriwild_world: Path | None = None) -> list[str]:
     """The experiment at its tiny sizes: a synthetic experiment on the tiny world, a real-data experiment on the
     tiny world of its dataset's layout; no library weights (found from the composed config, not the name)."""
     cfg = compose([f"+experiment={name}"], tmp_path)
@@ -66,6 +67,8 @@ def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_w
             sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
             over += [f"data.root={vehicleid_world}", "data.synthetic=null", f"data.test_sizes=[{','.join(sizes)}]",
                      "data.protocol_options.repeats=2"]
+        elif cfg.data.dataset == "veriwild":
+            over += [f"data.root={veriwild_world}", "data.dataset_options.test_size=3000"]
         else:
             over += [f"data.root={veri_world}"]
     if cfg.backbone.get("pretrained"):
@@ -74,11 +77,12 @@ def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_w
 
 
 @pytest.mark.parametrize("name", CORE_EXPERIMENTS)
-def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
+def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
+                                      veriwild_world: Path):
     from vreid_lightning.evaluation.protocol_registry import get_protocol
     from vreid_lightning.run import run
 
-    cfg = compose(_fast_dev_overrides(name, tmp_path, veri_world, vehicleid_world), tmp_path)
+    cfg = compose(_fast_dev_overrides(name, tmp_path, veri_world, vehicleid_world, veriwild_world), tmp_path)
     stages = list(cfg.stages or [])
     results = run(cfg)
     assert "no held-out validation split" in results["model_selection"]
