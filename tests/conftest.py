@@ -121,6 +121,8 @@ def compose(overrides: list[str], out: Path):
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m vreid_lightning ARGS`` in ``cwd``; returns the completed process."""
-    e = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
+    # the CLI of this checkout (not whichever copy is pip-installed): the repository root goes first
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    e = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "vreid_lightning", *args], cwd=cwd, env=e,
                           capture_output=True, text=True, timeout=timeout)

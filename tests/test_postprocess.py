@@ -172,7 +172,10 @@ def test_evaluate_command_cumulative(tmp_path: Path, capsys):
                                          {"rerank": {"k1": 6, "k2": 3}}])
     assert res["test"]["mAP"] == pytest.approx(last["mAP"])
     table = (tmp_path / "o" / "table.md").read_text()
-    assert "| Re-ranking? |  |  |  |  | ✓ |" in table and "mAP (%)" in table
+    rerank = next(ln for ln in table.splitlines() if ln.startswith("| Re-ranking?"))
+    assert rerank.endswith(" |  |  |  |  | ✓ |") and "mAP (%)" in table
+    # re-ranking lowers mAP on this toy problem (48.95 -> 48.34): its row says so
+    assert ("lowers mAP here" in rerank) == (res["columns"][4]["mAP"] < res["columns"][3]["mAP"])
     assert pa.is_file()
 
 
@@ -244,7 +247,9 @@ def test_tiny_run_saves_features_and_postprocesses(tmp_path: Path, veri_world: P
     assert results["test"]["mAP"] == pytest.approx(postprocess_evaluate(fs, steps)["mAP"], abs=1e-9)
     assert results["features"]["f_c (before postprocess)"]["mAP"] == pytest.approx(postprocess_evaluate(fs)["mAP"])
     assert evaluate_main([str(tmp_path), "--steps", "rerank", "--set", "rerank.k1=6", "--set", "rerank.k2=3"]) == 0
-    saved = json.loads((tmp_path / "postprocess" / "results.json").read_text())
+    (own,) = (tmp_path / "evaluations").iterdir()  # a new timestamped folder beside the input
+    assert sorted(f.name for f in own.iterdir()) == ["command.txt", "results.json", "table.md"]
+    saved = json.loads((own / "results.json").read_text())
     assert saved["test"]["mAP"] == pytest.approx(results["test"]["mAP"], abs=1e-9)
     assert saved["experiment"] == "baseline_synthetic"  # the table generator attributes it to the features' run
     # cropped-image features from the run's checkpoint and a boxes file (left half of every image)
@@ -304,3 +309,39 @@ def test_detector_without_weights_names_the_file(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="no Mask R-CNN weights file at .*missing.pth"):
         MaskRCNNBoxes(tmp_path / "missing.pth")
+
+
+def test_each_evaluation_writes_its_own_directory_and_flags_a_step_that_lowers_mAP(tmp_path: Path, capsys):
+    """Two evaluations of one run: two folders, each with all its files; into one --out folder, a second
+    evaluation replaces all of the first one's files (a non-cumulative one writes its own table.md too); a
+    step that lowers mAP says so in its row (here: qe with a huge eps merges every query into one cluster)."""
+    save_features(_problem(), tmp_path / "run" / "features.npz")
+    args = [str(tmp_path / "run"), "--steps", "qe", "--set", "qe.eps=4.0", "--cumulative"]
+    assert evaluate_main(args) == 0 and evaluate_main(args) == 0
+    dirs = sorted((tmp_path / "run" / "evaluations").iterdir())
+    assert len(dirs) == 2
+    for d in dirs:
+        assert sorted(f.name for f in d.iterdir()) == ["command.txt", "results.json", "table.md"]
+    res = json.loads((dirs[0] / "results.json").read_text())
+    before, after = res["columns"][0]["mAP"], res["columns"][1]["mAP"]
+    assert after < before and res["mAP_drops"] == {"qe": {"before": before, "after": after}}
+    row = next(ln for ln in (dirs[0] / "table.md").read_text().splitlines() if ln.startswith("| Query Expansion?"))
+    assert f"lowers mAP here: {100 * before:.2f} -> {100 * after:.2f}" in row and "README" in row
+    out = tmp_path / "out"
+    assert evaluate_main([*args, "--out", str(out)]) == 0
+    (out / "mine.txt").write_text("kept")
+    assert evaluate_main([str(tmp_path / "run"), "--steps", "rerank", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == parse_steps("rerank")
+    table = (out / "table.md").read_text()
+    assert "Re-ranking?" in table and "Query Expansion?" not in table  # not the first evaluation's table
+    assert (out / "mine.txt").read_text() == "kept"
+
+
+def test_results_table_says_when_post_processing_lowered_mAP():
+    from vreid_lightning.runner.results import format_results_table
+
+    res = {"test": {"mAP": 0.059}, "features": {"f_c": {"mAP": 0.059}, "f_c (before postprocess)": {"mAP": 0.159}}}
+    text = format_results_table(res)
+    assert "note: post-processing lowered mAP 15.90 -> 5.90" in text and "--cumulative" in text
+    res["features"]["f_c"]["mAP"] = res["test"]["mAP"] = 0.2
+    assert "lowered" not in format_results_table(res)

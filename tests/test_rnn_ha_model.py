@@ -240,7 +240,7 @@ def test_false_positives_get_a_thicker_red_frame(tmp_path):
         Image.new("RGB", (40, 40), (128, 128, 128)).save(p)
         paths.append(str(p))
     out = save_rank_list(paths[:1], [1], paths, [1, 2, 1], np.array([[0, 1]]), tmp_path / "rl.png", size=50,
-                         border=3, false_positive_border=7)
+                         border=3, false_positive_border=7, legend=False)
     img = Image.open(out).convert("RGB")
     x_match, x_fp = 50 + 8, 50 + 8 + 50
     assert img.getpixel((x_match + 5, 25)) != MATCH_RGB       # inside the 3 px green frame

@@ -26,7 +26,7 @@ def test_save_rank_list_draws_one_row_per_query(tmp_path: Path):
         Image.new("RGB", (40, 30), colour).save(p)
         paths.append(str(p))
     out = save_rank_list(paths[:2], [1, 2], paths, [1, 2, 1, 3], np.array([[0, 2, 3], [1, -1, -1]]),
-                         tmp_path / "rl.png", size=50)
+                         tmp_path / "rl.png", size=50, legend=False)
     img = Image.open(out).convert("RGB")
     assert img.size == (4 * 50 + 8, 2 * (50 + 14))
     # first ranked item of query 1 is a true match: green frame; third is another id: red frame

@@ -16,15 +16,17 @@ import yaml
 
 from conftest import TINY, run_cli
 
+# the sweep's budget: a row names it too, since a run counts for a row only at the row's own config
+SHRUNK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.check_val_every_n_epoch=1"]
 SPEC = {
     "paper": "Sweep test",
     "tables": {"t1": {
         "heading": "Table T", "dataset": "Toy", "units": "fraction",
         "experiments": {"synthetic": "baseline_synthetic"}, "synthetic_world": "the tiny world",
         "labels": ["Seed"], "columns": [{"name": "mAP", "path": "mAP"}, {"name": "Top-1", "path": "rank1"}],
-        "rows": [{"labels": ["seed 1"], "at": "test", "overrides": ["seed=1"], "paper": [0.5, 0.6]},
-                 {"labels": ["seed 2"], "at": "test", "overrides": ["seed=2"], "paper": [0.5, 0.6]},
-                 {"labels": ["seed 3"], "at": "test", "overrides": ["seed=3"], "paper": [0.5, 0.6]}]}},
+        "rows": [{"labels": ["seed 1"], "at": "test", "overrides": [*SHRUNK, "seed=1"], "paper": [0.5, 0.6]},
+                 {"labels": ["seed 2"], "at": "test", "overrides": [*SHRUNK, "seed=2"], "paper": [0.5, 0.6]},
+                 {"labels": ["seed 3"], "at": "test", "overrides": [*SHRUNK, "seed=3"], "paper": [0.5, 0.6]}]}},
 }
 
 
@@ -83,8 +85,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, veri_world: Path) -> tuple[P
     home.mkdir()
     env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_MODE": "", "NETRC": str(home / ".netrc"),
            "WANDB_DISABLE_GIT": "true", "WANDB_SILENT": "true"}
-    p = run_cli(["-m", "+experiment=baseline_synthetic", *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                 "trainer.check_val_every_n_epoch=1", "seed=1,2", "hydra/launcher=local", "logger=wandb",
+    p = run_cli(["-m", "+experiment=baseline_synthetic", *SHRUNK, "seed=1,2", "hydra/launcher=local", "logger=wandb",
                  f"+report.paper_tables={spec}", "+report.tables=[t1]", "+report.name=table_t"],
                 tmp, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -109,6 +110,11 @@ def test_sweep_ends_by_writing_and_printing_its_table(sweep):
         assert f"| seed {seed} | 0.500 | 0.600 | {m['mAP']:.3f} | {m['rank1']:.3f} |" in md
     assert "| seed 3 | 0.500 | 0.600 | no run | no run |" in md
     assert "### Table T: paper vs the suite on the tiny world" in stdout and "Sweep table:" in stdout
+    # before the first job: the job count and each job's recorded cost (reports/costs.py)
+    assert stdout.index("Sweep: 2 jobs") < stdout.index("Sweep table:") and "#1 baseline_synthetic: " in stdout
+    # and the sweep-points table beside the paper table: one point, its two seeds aggregated
+    points = (sweep_dir / "sweep_points.md").read_text()
+    assert "2 runs in 1 sweep point(s); swept: nothing (every run is one point); seeds aggregated" in points
     assert (sweep_dir / "table_t.csv").read_text().startswith("table,row,column")
 
 

@@ -2,9 +2,10 @@
 
 Thin: compose the config with Hydra, hand it to :func:`vreid_lightning.run.run`. User errors (a wrong
 dataset path, a malformed annotation, an unknown option) end with one line naming the file or key and
-exit code 2; set ``VREID_DEBUG=1`` for the full traceback. A run stopped by SIGTERM (a scheduler's
-preemption, ``kill``) ends with exit code 143 (128 + 15, what a shell reports for SIGTERM) and prints
-the command that resumes it from its last epoch boundary.
+exit code 2; set ``VREID_DEBUG=1`` for the full traceback. Either way the run directory's ``run.json`` says
+``failed`` with the message and traceback, which also go into the run's ``__main__.log``. A run stopped by
+SIGTERM (a scheduler's preemption, ``kill``) is marked ``interrupted``, ends with exit code 143 (128 + 15,
+what a shell reports for SIGTERM) and prints the command that resumes it from its last epoch boundary.
 """
 
 from __future__ import annotations
@@ -35,16 +36,32 @@ def resume_hint(cfg: DictConfig) -> str:
             f"{' '.join(over)} resume={where}")
 
 
+def _run_dir(cfg: DictConfig) -> str | None:
+    from vreid_lightning.run import run_dir
+
+    try:
+        return str(run_dir(cfg))
+    except Exception:  # no run directory to mark (e.g. an unresolvable path): the error comes from run()
+        return None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from vreid_lightning.logs import setup_run_logging
+    from vreid_lightning.preflight import check_devices
     from vreid_lightning.run import run
+    from vreid_lightning.runner.status import track_run
     from vreid_lightning.wandb_utils import finish_wandb
 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    setup_run_logging()  # each line once; no warning the suite's own defaults cause
+
     code = 1
     try:
-        results = run(cfg)
+        with track_run(_run_dir(cfg), str(cfg.get("experiment_name"))):  # run.json: running/finished/failed
+            check_devices(cfg)  # a GPU trainer on a CPU-only machine: one line naming trainer=cpu / ddp_spawn
+            results = run(cfg)
         code = 0
         return float(results.get("test", {}).get("mAP", float("nan")))
     except SIGTERMException:  # Lightning ends its loops with a bare SystemExit: not a success

@@ -10,14 +10,21 @@ holding one (a staged run: its last stage's); a run directory without one but wi
 again from its checkpoint (``train=false``) to write it. Several inputs are several models of the same
 images (the ``ensemble`` step concatenates them; otherwise the first is used). ``--cumulative`` evaluates
 the plain ranking and then the steps added one at a time, in the order listed: Table VI's layout, steps
-as columns, mAP and rank-1 per column, written to ``results.json`` and ``table.md`` in ``--out``.
+as columns, mAP and rank-1 per column. A step that lowers mAP says so in its row of the table.
+
+Each evaluation writes into its own directory, all its files together (``results.json``, ``table.md``,
+``command.txt``): by default a new timestamped folder beside the first input
+(``<its directory>/evaluations/<YYYY-mm-dd_HH-MM-SS>``); with ``--out DIR`` a previous evaluation's
+files there are replaced all together (none is left stale beside the new ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +32,11 @@ import numpy as np
 import yaml
 
 from vreid_lightning.errors import ConfigError, DatasetFormatError
+from vreid_lightning.evaluation.drops import drop_label, mAP_drops
 from vreid_lightning.evaluation.postprocess import STEP_DEFAULTS, cumulative_table, parse_steps, postprocess_evaluate
 from vreid_lightning.evaluation.saved_features import FeatureSet, load_features
 
-__all__ = ["main", "build_parser", "resolve_features", "format_table"]
+__all__ = ["main", "build_parser", "resolve_features", "format_table", "output_dir", "EVALUATION_FILES"]
 
 STEP_TITLES = {
     "crop": "with Cropped Image?", "ensemble": "Model Ensemble?", "qe": "Query Expansion?",
@@ -50,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "each input run from its checkpoint: a boxes file (CSV image,x0,y0,x1,y1), 'dataset' (the synthetic "
                    "world's synth_boxes.csv) or maskrcnn:WEIGHTS")
     p.add_argument("--metric", choices=["cosine", "euclidean"], help="plain ranking metric (default: the run's)")
-    p.add_argument("--out", help="output directory (default: <first input's directory>/postprocess)")
+    p.add_argument("--out", help="output directory; a previous evaluation's files there are replaced together "
+                   "(default: a new folder <first input's directory>/evaluations/<time>)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -211,11 +220,15 @@ def _steps_spec(names: str, sets: list[str]) -> list[dict[str, Any]]:
 
 def format_table(columns: list[dict[str, Any]], title: str = "") -> str:
     """Markdown in Table VI's layout: one column per entry, a check mark per step used, mAP and rank-1 (%)."""
-    steps = [c["added"] for c in columns if c["added"] != "none"]
+    steps: list[str] = []  # a cumulative column adds one step; a single evaluation ("all") lists its steps
+    for c in columns:
+        steps += [x for x in (c["steps"] if c["added"] == "all" else [c["added"]]) if x != "none" and x not in steps]
     head = "| Method | " + " | ".join(str(i) for i in range(len(columns))) + " |"
     lines = ([f"**{title}**", ""] if title else []) + [head, "|---" * (len(columns) + 1) + "|"]
+    drops = mAP_drops(columns)
     for s in steps:
-        lines.append(f"| {STEP_TITLES[s]} | " + " | ".join("✓" if s in c["steps"] else "" for c in columns) + " |")
+        label = STEP_TITLES[s] + (f" **{drop_label(s, *drops[s])}**" if s in drops else "")
+        lines.append(f"| {label} | " + " | ".join("✓" if s in c["steps"] else "" for c in columns) + " |")
     for key, label in (("mAP", "mAP (%)"), ("rank1", "Rank@1 (%)")):
         lines.append(f"| {label} | " + " | ".join(f"{100 * c[key]:.2f}" for c in columns) + " |")
     return "\n".join(lines) + "\n"
@@ -249,16 +262,37 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         out["test"] = postprocess_evaluate(sets, spec, args.metric, device=args.device)
         cols = [{"steps": list(out["steps"]), "added": "all", **out["test"]}]
-    out_dir = Path(args.out) if args.out else paths[0].parent / "postprocess"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out["mAP_drops"] = {k: {"before": b, "after": a} for k, (b, a) in mAP_drops(cols).items()}
+    out_dir = output_dir(args.out, paths[0])
     (out_dir / "results.json").write_text(json.dumps(out, indent=2))
-    if args.cumulative:
-        (out_dir / "table.md").write_text(format_table(cols, "Effect of the post-processing steps"))
-        print(format_table(cols))
-    else:
-        print(json.dumps(out["test"], indent=2))
+    (out_dir / "table.md").write_text(format_table(cols, "Effect of the post-processing steps"))
+    (out_dir / "command.txt").write_text(shlex.join([sys.executable, "-m", "vreid_lightning.evaluate",
+                                                     *(getattr(args, "argv", None) or [])]) + "\n")
+    print(format_table(cols) if args.cumulative else json.dumps(out["test"], indent=2))
     print(f"written to {out_dir}")
     return out
+
+
+EVALUATION_FILES = ("results.json", "table.md", "command.txt")
+
+
+def output_dir(out: str | None, first_input: Path) -> Path:
+    """The evaluation's own directory: ``out`` (a previous evaluation's files in it are replaced, all of them;
+    other files are left alone), else a new ``evaluations/<time>`` folder beside the first input."""
+    if out:
+        d = Path(out)
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"--out {d}: exists and is not a folder")
+        d.mkdir(parents=True, exist_ok=True)
+        for name in EVALUATION_FILES:  # a previous evaluation's files go together: none is left stale
+            (d / name).unlink(missing_ok=True)
+        return d
+    base = first_input.parent / "evaluations" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    d, n = base, 1
+    while d.exists():
+        d, n = base.with_name(f"{base.name}_{n}"), n + 1
+    d.mkdir(parents=True)
+    return d
 
 
 def _check_rows(fs: FeatureSet, other: FeatureSet) -> None:
@@ -271,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     from vreid_lightning.errors import USER_ERRORS, format_user_error
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         run_evaluate(args)
     except USER_ERRORS as e:

@@ -8,5 +8,4 @@ from collections.abc import Sequence
 def main(fmt: str, argv: Sequence[str]) -> int:
     from vreid_lightning.models.backbones.caffe import main as caffe_main
 
-    caffe_main(list(argv))
-    return 0
+    return caffe_main(list(argv))  # 2 with one line for a missing or wrong file

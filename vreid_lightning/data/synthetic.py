@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,15 @@ def synthetic_world_dir(cache_dir: str | Path, params: dict[str, Any]) -> Path:
     return Path(cache_dir) / "synthetic" / f"{layout}_{params.get('ids')}ids_seed{params.get('seed', 0)}_{_key(params, GENERATOR_VERSION)}"
 
 
-def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progress: bool = True) -> Path:
+def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progress: bool | None = None) -> Path:
     """Return the root of the synthetic world with ``params``, generating it if needed.
 
     Args:
         cache_dir: where worlds are cached.
         params: keyword arguments of :func:`vreid_lightning.synth.generate` (``layout``, ``ids``,
             ``seed``, ``image_size`` ...), minus ``out``.
-        progress: show the generator's progress bar.
+        progress: show the generator's progress bar (default: when stderr is a terminal; a log file
+            gets the start and end lines only).
     """
     from vreid_lightning.synth import GENERATOR_VERSION, generate
 
@@ -70,7 +72,7 @@ def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progre
         log.info("Generating synthetic %s world (%s) into %s", params.get("layout", "veri"), params, root)
         t0 = time.time()
         try:
-            generate(out=tmp, progress=progress, **params)
+            generate(out=tmp, progress=sys.stderr.isatty() if progress is None else progress, **params)
             (tmp / "world.json").write_text(
                 json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
                             "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)

@@ -8,6 +8,8 @@
     python -m vreid_lightning.reports check experiments/*/paper_tables.yaml
     # the cross-method leaderboard of a sweep (or any runs)
     python -m vreid_lightning.reports leaderboard outputs/leaderboard_synthetic/multiruns/<time> [--out DIR]
+    # the README's lists of config groups, experiments, sweeps and recorded costs, from the config tree
+    python -m vreid_lightning.reports docs-lists --readme README.md [--check]
 
 Exit code 2 with one line on bad input (a missing file, a malformed tables file, missing README markers).
 """
@@ -23,11 +25,18 @@ from vreid_lightning.errors import ConfigError
 __all__ = ["main"]
 
 
+def _note_skipped(skipped: list[str]) -> None:
+    for s in skipped:
+        print(f"note: {s} skipped: its run.json marks the run failed or interrupted", file=sys.stderr)
+
+
 def _tables(args: argparse.Namespace) -> int:
     from vreid_lightning.reports.generate import paper_report, update_readme, write_report
     from vreid_lightning.reports.runs import load_runs
 
-    report = paper_report(args.spec, load_runs(args.runs), args.table)
+    skipped: list[str] = []
+    report = paper_report(args.spec, load_runs(args.runs, skipped), args.table)
+    _note_skipped(skipped)
     if args.readme:
         print(f"updated {update_readme(args.readme, report)}")
     if args.out:
@@ -55,7 +64,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from vreid_lightning.reports.leaderboard import leaderboard_report, write_leaderboard
     from vreid_lightning.reports.runs import load_runs
 
-    board = leaderboard_report(load_runs(args.runs))
+    skipped: list[str] = []
+    board = leaderboard_report(load_runs(args.runs, skipped))
+    _note_skipped(skipped)
     if args.out:
         for p in write_leaderboard(args.out, board):
             print(f"wrote {p}")
@@ -64,6 +75,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
         print(f"updated {update_readme_leaderboard(args.readme, board)}")
     print(board.markdown)
+    return 0
+
+
+def _docs_lists(args: argparse.Namespace) -> int:
+    from vreid_lightning.reports.docs_lists import update_readme_lists
+
+    ok = update_readme_lists(args.readme, check=args.check)
+    if args.check:
+        print(f"{args.readme}: generated lists {'up to date' if ok else 'DIFFER from the config tree'}")
+        return 0 if ok else 1
+    print(f"{args.readme}: {'up to date' if ok else 'updated'}")
     return 0
 
 
@@ -87,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--out", type=Path, help="write leaderboard.md and leaderboard.csv into this folder")
     lb.add_argument("--readme", type=Path, help="replace this README's section between the leaderboard markers")
     lb.set_defaults(fn=_leaderboard)
+    d = sub.add_parser("docs-lists", help="the README's lists generated from the config tree")
+    d.add_argument("--readme", type=Path, default=Path("README.md"))
+    d.add_argument("--check", action="store_true", help="only compare: exit 1 when the README differs")
+    d.set_defaults(fn=_docs_lists)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -10,7 +10,9 @@ it. A sweep names its table with a top-level ``report`` key in its sweep file (`
     report:
       leaderboard: true                                 # the cross-method leaderboard
 
-Without a ``report`` key the sweep still ends with its leaderboard-style summary of the runs
+Every sweep also ends with its sweep-points table (:mod:`vreid_lightning.reports.sweep_points`: one row
+per point, the swept keys as columns, seeds aggregated, the objective, the best point marked) in
+``sweep_points.md`` / ``.csv``; without a ``report`` key that table is the sweep's summary
 (``sweep_summary.md``). Files go into the sweep directory: ``<name>.md`` and ``<name>.csv``, where
 ``<name>`` is ``report.name`` (default: ``paper_tables``, or ``leaderboard``). With ``logger=wandb``
 the table also goes to wandb as a ``wandb.Table`` in the sweep's group.
@@ -45,9 +47,20 @@ def sweep_report(sweep_dir: str | Path, report: dict[str, Any] | None, wandb_cfg
     """Write (and print) the table of the runs under ``sweep_dir``; returns the files written."""
     from vreid_lightning.reports.leaderboard import leaderboard_report
     from vreid_lightning.reports.runs import load_runs
+    from vreid_lightning.reports.sweep_points import sweep_points_report
 
     sweep_dir = Path(sweep_dir)
-    runs = load_runs([sweep_dir]) if sweep_dir.is_dir() else []
+    skipped: list[str] = []
+    runs = load_runs([sweep_dir], skipped) if sweep_dir.is_dir() else []
+    for s in skipped:
+        log.warning("sweep %s: %s left out of the table: the run failed (its run.json)", sweep_dir, s)
+    if sweep_dir.is_dir():
+        from vreid_lightning.runner.status import read_status
+
+        for f in sorted(sweep_dir.rglob("run.json")):
+            st = read_status(f.parent) or {}
+            if st.get("status") == "failed" and not (f.parent / "results.json").is_file():
+                log.warning("sweep %s: job %s failed: %s", sweep_dir, f.parent.name, st.get("error"))
     if not runs:
         log.warning("sweep %s: no results.json was written, no table", sweep_dir)
         return []
@@ -63,19 +76,32 @@ def sweep_report(sweep_dir: str | Path, report: dict[str, Any] | None, wandb_cfg
         name = str(report.get("name") or "paper_tables")
         files = write_report(sweep_dir, rep, name)
         text, table_rows = rep.markdown, _csv_rows(rep.csv)
-    else:
+    elif report.get("leaderboard"):
         board = leaderboard_report(runs)
-        name = str(report.get("name") or ("leaderboard" if report.get("leaderboard") else "sweep_summary"))
-        files = [sweep_dir / f"{name}.md", sweep_dir / f"{name}.csv"]
-        files[0].write_text(f"# {name}\n\n{board.markdown}\n")
-        files[1].write_text(board.csv)
+        name = str(report.get("name") or "leaderboard")
+        files = _write(sweep_dir, name, board.markdown, board.csv)
         text, table_rows = board.markdown, _csv_rows(board.csv)
+    points = sweep_points_report(runs)
+    point_files = _write(sweep_dir, "sweep_points", points.markdown, points.csv)
+    if not report.get("paper_tables") and not report.get("leaderboard"):
+        name = str(report.get("name") or "sweep_summary")
+        files = _write(sweep_dir, name, points.markdown, points.csv) if name != "sweep_points" else point_files
+        text, table_rows = points.markdown, _csv_rows(points.csv)
+    elif echo:
+        print(f"\n{points.markdown}\n\nSweep points: {point_files[0].resolve()}")
     if echo:
         print(f"\n{text}\n\nSweep table: {files[0].resolve()}")
     if wandb_cfg is not None:
         from vreid_lightning.wandb_utils import log_sweep_table
 
         log_sweep_table(sweep_dir, name, table_rows, wandb_cfg, files)
+    return files
+
+
+def _write(sweep_dir: Path, name: str, markdown: str, csv_text: str) -> list[Path]:
+    files = [sweep_dir / f"{name}.md", sweep_dir / f"{name}.csv"]
+    files[0].write_text(f"# {name}\n\n{markdown}\n")
+    files[1].write_text(csv_text)
     return files
 
 

@@ -5,6 +5,11 @@ constraint of the row (its value-setting overrides and ``match`` entries) holds 
 config, and the row's ``at`` exists in its results.json. A run matching several rows of a table at the
 same ``at`` counts for the most specific one only (the rows whose constraints are a strict subset of
 another matched row's are dropped). Several runs of one row (seeds) give a mean and a spread.
+
+A run counts for a row only when its resolved config also equals the row's composed config on every key
+that changes training or evaluation (:mod:`vreid_lightning.reports.config_match`: budget keys
+included). A run that passes the row's constraints but differs elsewhere (a shrunk budget, another
+``num_regions``) is kept apart in ``RowResult.mismatched`` with the keys it differs on, never averaged in.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vreid_lightning.reports.config_match import config_differences
 from vreid_lightning.reports.runs import MISSING, Run, lookup, mean_and_spread
 from vreid_lightning.reports.spec import PaperTable, Row
 
@@ -50,6 +56,7 @@ class RowResult:
     row: Row
     runs: list[Run] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
+    mismatched: list[tuple[Run, list[tuple[str, Any, Any]]]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +70,15 @@ class TableResult:
         seen: dict[int, Run] = {}
         for r in self.rows:
             for run in r.runs:
+                seen.setdefault(id(run), run)
+        return list(seen.values())
+
+    @property
+    def mismatched_runs(self) -> list[Run]:
+        """The runs kept apart from a row (config differs), each once."""
+        seen: dict[int, Run] = {}
+        for r in self.rows:
+            for run, _ in r.mismatched:
                 seen.setdefault(id(run), run)
         return list(seen.values())
 
@@ -99,7 +115,13 @@ def match_table(table: PaperTable, runs: list[Run]) -> TableResult:
                 per_row.setdefault(ri, []).append(runs[k])
     out = []
     for ri, row in enumerate(table.rows):
-        rr = RowResult(row, per_row.get(ri, []))
+        rr = RowResult(row)
+        for run in per_row.get(ri, []):
+            diffs = config_differences(run, row)
+            if diffs:
+                rr.mismatched.append((run, diffs))
+            else:
+                rr.runs.append(run)
         for ci, col in enumerate(table.columns):
             paths = row.column_paths(col, ci) if col.suite else ()
             values: list[list[float]] = [[] for _ in paths]
@@ -118,6 +140,6 @@ def _items(row: Row) -> frozenset[tuple[str, str]]:
 
 
 def unmatched_runs(results: list[TableResult], runs: list[Run]) -> list[Run]:
-    """The runs that filled no row of any of the tables."""
-    used = {id(r) for t in results for r in t.runs}
+    """The runs that filled no row of any of the tables (nor were kept apart from one)."""
+    used = {id(r) for t in results for r in (*t.runs, *t.mismatched_runs)}
     return [r for r in runs if id(r) not in used]

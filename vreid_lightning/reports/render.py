@@ -4,7 +4,8 @@ The markdown of a table is ``### <heading>: paper vs the suite on <world>``, a l
 it read (``Suite numbers from `...` (experiment `...`).``), their environment when they carry
 provenance, and a table with the paper's columns then the suite's (``ours``). A cell of several runs
 (seeds) reads ``mean ± spread`` (sample standard deviation) and the table gains a ``runs`` column; a
-reproducible row no run filled reads ``no run``; a row of another work has empty suite cells.
+reproducible row no run filled reads ``no run``; a row of another work has empty suite cells. Runs whose
+config differs from a row's are listed below the table as ``not matching (key: value (row: value))``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 from typing import Any
 
 from vreid_lightning.errors import ConfigError
+from vreid_lightning.reports.config_match import format_differences
 from vreid_lightning.reports.environment import environment_lines
 from vreid_lightning.reports.match import RowResult, TableResult
 from vreid_lightning.reports.runs import Run
@@ -101,6 +103,11 @@ def table_markdown(result: TableResult) -> list[str]:
             notes.append(f"{' '.join(rr.row.labels)}: {rr.row.note}")
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
+    apart = [f"- {' '.join(rr.row.labels)}: `{run.source}` not matching ({format_differences(diffs)})"
+             for rr in result.rows for run, diffs in rr.mismatched]
+    if apart:
+        lines += ["", "Runs kept apart (their config differs from the row's on a training or evaluation key; "
+                      "not averaged in):", *apart]
     return lines
 
 

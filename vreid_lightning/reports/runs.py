@@ -4,7 +4,8 @@
 experiment's ``results/`` folder: every ``results.json`` below it, and every ``*.json`` directly in a
 folder that holds no results.json) and returns one :class:`Run` each. The config is the run directory's
 ``config_resolved.yaml``; without one (results copied out of their run directory) only the experiment
-name, from results.json, is known. A run directory's ``efficiency.json`` (the
+name, from results.json, is known. Runs whose ``run.json`` (:mod:`vreid_lightning.runner.status`) marks
+them failed or interrupted are skipped (``load_runs(..., skipped=[])`` collects them). A run directory's ``efficiency.json`` (the
 :class:`~vreid_lightning.reports.efficiency.EfficiencyMeter`'s) is read in as ``results["efficiency"]``.
 """
 
@@ -128,12 +129,26 @@ def _efficiency(run_dir: Path) -> dict[str, Any]:
     return summarize_efficiency(entries) if entries else {}
 
 
-def load_runs(paths: list[str | Path]) -> list[Run]:
-    """Every run below the given files and folders, in sorted path order; a missing path is a ConfigError."""
+SKIPPED_STATUS = ("failed", "interrupted")
+
+
+def _marked_failed(results_file: Path) -> bool:
+    from vreid_lightning.runner.status import read_status
+
+    status = read_status(results_file.parent) if results_file.name == "results.json" else None
+    return bool(status) and status.get("status") in SKIPPED_STATUS
+
+
+def load_runs(paths: list[str | Path], skipped: list[str] | None = None) -> list[Run]:
+    """Every run below the given files and folders, in sorted path order; a missing path is a ConfigError.
+    Runs marked failed or interrupted (``run.json``) are left out; their paths go into ``skipped``."""
     runs: list[Run] = []
     for given in paths:
         p = Path(given)
         if p.is_file():
+            if _marked_failed(p):
+                (skipped if skipped is not None else []).append(str(given))
+                continue
             runs.append(_read_run(p, str(given)))
             continue
         if not p.is_dir():
@@ -142,7 +157,11 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
         if not found:
             found = sorted(f for f in p.glob("*.json") if f.name not in ("efficiency.json",))
         for f in found:
-            runs.append(_read_run(f, str(Path(given) / f.relative_to(p))))
+            shown = str(Path(given) / f.relative_to(p))
+            if _marked_failed(f):
+                (skipped if skipped is not None else []).append(shown)
+                continue
+            runs.append(_read_run(f, shown))
     return runs
 
 

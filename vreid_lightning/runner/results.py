@@ -81,7 +81,10 @@ def format_results_table(results: dict[str, Any]) -> str:
     if part:
         lines.append("PARTIAL: the test loop was limited (trainer.limit_test_batches / fast_dev_run); these are not "
                      "test results and results.json holds them as partial_test")
-    return "\n".join(lines)
+    from vreid_lightning.evaluation.drops import postprocess_drop_note
+
+    note = postprocess_drop_note(results)  # a post-processing step that lowered mAP is said, not left silent
+    return "\n".join([*lines, *([note] if note else [])])
 
 
 @rank_zero_only

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 STAGE_RESULTS = "stage_results.json"
 # keys that may differ between the original and the resumed command (they change no number)
 _FREE = ("resume", "ckpt_path", "paths", "logger", "hydra", "trainer.enable_progress_bar", "break_lock",
-         "data.verify_eval_images")
+         "data.verify_eval_images",
+         "callbacks.progress", "callbacks.model_summary", "callbacks.log_cadence")  # log output only
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

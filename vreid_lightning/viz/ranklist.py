@@ -2,7 +2,9 @@
 
 False positives (a gallery image of another identity ranked above or among the true matches) get a
 thicker red frame than the green one of a true match, so failure cases read at a glance (RNN-HA Fig. 4:
-"Red boxes denote false positives"; VehicleNet Fig. 6); ``legend=True`` adds a colour key above the rows.
+"Red boxes denote false positives"; VehicleNet Fig. 6). A colour key above the rows says so (blue: the
+query, green: a true match, red: a false positive; grey: the results of an unlabelled query);
+``legend=False`` leaves it out.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 __all__ = ["save_rank_list", "select_queries", "top_k_valid", "save_test_rank_list", "save_outcome_rank_list",
-           "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB", "UNKNOWN_RGB"]
+           "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB", "UNKNOWN_RGB", "LEGEND"]
 
 QUERY_RGB = (40, 90, 220)
 MATCH_RGB = (30, 170, 60)
 FALSE_POSITIVE_RGB = (220, 40, 40)
 UNKNOWN_RGB = (150, 150, 150)  # an unlabelled query (id -1): neither a match nor a false positive
+LEGEND = (("query (blue)", QUERY_RGB), ("true match (green)", MATCH_RGB),
+          ("false positive (red, thick frame)", FALSE_POSITIVE_RGB))
+UNKNOWN_LEGEND = ("unlabelled query's results (grey)", UNKNOWN_RGB)
 
 
 def top_k_valid(dist: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, q_cams: np.ndarray | None,
@@ -75,7 +80,7 @@ def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, suc
 
 def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery_paths: Sequence[str],
                    gallery_ids: Sequence[int], ranked: np.ndarray, path: str | Path, size: int = 96,
-                   border: int = 4, false_positive_border: int = 8, legend: bool = False,
+                   border: int = 4, false_positive_border: int = 8, legend: bool = True,
                    distances: np.ndarray | None = None) -> Path:
     """Draw one row per query: the query (blue frame), then its ranked gallery images.
 
@@ -89,7 +94,7 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
         size: thumbnail side in pixels.
         border: frame width of the query and of true matches.
         false_positive_border: frame width of false positives.
-        legend: draw the colour legend above the rows.
+        legend: draw the colour key above the rows (default).
         distances: ``(Q, k)`` distances of ``ranked``, written under each image when given. A query with
             id -1 (unlabelled) gets grey frames and ``?`` for ids.
     """
@@ -101,14 +106,17 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
     q, k = ranked.shape
     gap, label_h = 8, 14
     top = label_h + 4 if legend else 0
-    canvas = Image.new("RGB", ((k + 1) * size + gap, top + q * (size + label_h)), "white")
+    keys = [*LEGEND, *([UNKNOWN_LEGEND] if any(int(i) < 0 for i in query_ids) else [])]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    key_w = 2 + sum(14 + int(measure.textlength(t)) + 12 for t, _ in keys)
+    canvas = Image.new("RGB", (max((k + 1) * size + gap, key_w if legend else 0), top + q * (size + label_h)), "white")
     draw = ImageDraw.Draw(canvas)
     if legend:
         x = 2
-        for text, colour in (("query", QUERY_RGB), ("true match", MATCH_RGB), ("false positive", FALSE_POSITIVE_RGB)):
+        for text, colour in keys:
             draw.rectangle((x, 3, x + 10, 13), fill=colour)
             draw.text((x + 14, 2), text, fill=(0, 0, 0))
-            x += 14 + 8 * len(text) + 12
+            x += 14 + int(draw.textlength(text)) + 12
     for r in range(q):
         y = top + r * (size + label_h)
         canvas.paste(_thumb(query_paths[r], size, QUERY_RGB, border), (0, y))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["response_map", "branch_response_maps", "save_response_grid"]
+__all__ = ["response_map", "branch_response_maps", "save_response_grid", "region_caption"]
 
 
 def response_map(feature_map: Tensor) -> Tensor:
@@ -71,6 +71,25 @@ def branch_response_maps(
     return maps
 
 
+def region_caption(bounds_for: Mapping[str, Sequence[tuple[int, int]]], map_rows: Mapping[str, int],
+                   colours: Sequence[str]) -> str:
+    """The caption of the region lines: which colour is which region, solid = first row, dashed = end.
+
+    Heat: the channel mean of ReLU(map), min-max normalised per image (red: high response, blue: low).
+    """
+    drawn = {t: list(b) for t, b in bounds_for.items() if b}
+    if not drawn:
+        return ""
+    title, bounds = next(iter(drawn.items()))
+    rows = map_rows.get(title, 0)
+    parts = [f"region {i + 1} ({colours[i % len(colours)]}): rows {a}-{e} of {rows}" for i, (a, e) in enumerate(bounds)]
+    cols = "all map columns" if len(drawn) == len(map_rows) else ", ".join(drawn)
+    return ("Lines (" + cols + "): RAM's horizontal regions of the feature map (sec. 2.2), each from its solid "
+            "line (first row) to its dashed line (end) in its colour; an edge line may sit on the border; regions "
+            "overlap (model.net.region_overlap).\n" + "; ".join(parts) +
+            ".  Heat: channel mean of ReLU(map), per image min-max (red: high response, blue: low).")
+
+
 def save_response_grid(
     images: Tensor,
     maps: Mapping[str, Tensor],
@@ -93,7 +112,8 @@ def save_response_grid(
         maps: column title -> ``(B, h, w)`` maps in ``[0, 1]`` (bilinearly upsampled to ``H x W``).
         path: output PNG path (parent folders are created).
         region_bounds: region rows ``[(start, end), ...]`` in map rows, drawn as horizontal lines on
-            every map column, or column title -> such rows for some columns only.
+            every map column (solid: a region's first row, dashed: its end, one colour per region; a
+            caption under the grid says so), or column title -> such rows for some columns only.
         alpha: opacity of the heat map.
         cmap: matplotlib colour map.
         cell_inches: size of one cell.
@@ -155,7 +175,10 @@ def save_response_grid(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    caption = region_caption(bounds_for, {t: rows for t, (_, rows) in upsampled.items()}, colours)
+    if caption:  # what the lines are, under the grid
+        fig.text(0.01, 0.004, caption, fontsize=7, va="bottom", ha="left", wrap=True)
+    fig.tight_layout(rect=(0, min(0.3, (0.12 * caption.count("\n") + 0.15) / b) if caption else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -222,8 +223,10 @@ def caffe_blobs_to_state_dict(
     return state
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: convert a VGG_CNN_M(_1024) .caffemodel into a .pth state dict and check it loads."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: convert a VGG_CNN_M(_1024) .caffemodel into a .pth state dict and check it loads.
+
+    A missing or wrong input file ends with one line naming it (exit code 2), not a traceback."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("caffemodel", help="path to VGG_CNN_M.caffemodel or VGG_CNN_M_1024.caffemodel")
     parser.add_argument("output", help="where to write the .pth state dict")
@@ -232,17 +235,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     group.add_argument("--mean-bgr", type=float, nargs=3, default=VGG_MEAN_BGR, help="mean pixel, BGR, 0-255")
     parser.add_argument("--no-fold", action="store_true", help="keep Caffe's BGR / 0-255 / mean-subtracted input")
     args = parser.parse_args(argv)
+    where = args.caffemodel
+    try:
+        if args.mean_file:
+            where = args.mean_file
+            mean_bgr = tuple(read_blobproto(args.mean_file).reshape(3, -1).mean(axis=1))
+        else:
+            mean_bgr = args.mean_bgr
+        where = args.caffemodel
+        state = caffe_blobs_to_state_dict(read_caffemodel(args.caffemodel), not args.no_fold, mean_bgr)
+        from .registry import build_backbone
 
-    mean_bgr = tuple(read_blobproto(args.mean_file).reshape(3, -1).mean(axis=1)) if args.mean_file else args.mean_bgr
-    state = caffe_blobs_to_state_dict(read_caffemodel(args.caffemodel), not args.no_fold, mean_bgr)
-    from .registry import build_backbone
-
-    name = "vgg_cnn_m_1024" if state["head.fc7.weight"].shape[0] == 1024 else "vgg_cnn_m"
-    torch.save(state, args.output)
-    build_backbone(name, weights=args.output)  # strict load: fails loudly on any mismatch
+        name = "vgg_cnn_m_1024" if state["head.fc7.weight"].shape[0] == 1024 else "vgg_cnn_m"
+        where = args.output
+        torch.save(state, args.output)
+        build_backbone(name, weights=args.output)  # strict load: fails loudly on any mismatch
+    except FileNotFoundError as e:
+        print(f"error: {where}: no such file ({e})", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"error: {where}: not a VGG_CNN_M or VGG_CNN_M_1024 .caffemodel (no layer {e})", file=sys.stderr)
+        return 2
+    except (ValueError, IndexError, RuntimeError, OSError) as e:
+        print(f"error: {where}: not a readable VGG_CNN_M(_1024) Caffe file ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}: {name}, {sum(v.numel() for v in state.values()) / 1e6:.2f}M parameters, "
           f"mean pixel (BGR) {tuple(round(float(m), 3) for m in mean_bgr)}, folded={not args.no_fold}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,6 +30,27 @@ def register_backbone(name: str) -> Callable[[F], F]:
     return decorate
 
 
+def _unknown_options(factory: Any, kwargs: dict[str, Any]) -> list[str]:
+    """The keyword arguments ``factory`` does not take (empty when it takes ``**kwargs``)."""
+    import inspect
+
+    import typing
+
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        try:  # a factory passing **kwargs on to its backbone class (its return annotation)
+            cls = typing.get_type_hints(factory).get("return")
+        except Exception:
+            return []
+        if not isinstance(cls, type):
+            return []
+        inner = inspect.signature(cls.__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inner.values()):
+            return []
+        params = {**params, **inner}
+    return [k for k in kwargs if k not in params]
+
+
 def build_backbone(
     name: str,
     pretrained: bool = False,
@@ -65,7 +86,12 @@ def build_backbone(
             raise
         from vreid_lightning.errors import ConfigError
 
-        raise ConfigError(f"backbone.{bad.group(1)}: the {name} backbone takes no option {bad.group(1)!r}") from None
+        unknown = _unknown_options(BACKBONES[name], kwargs) or [bad.group(1)]
+        drop = " ".join(f"~backbone.{k}" for k in unknown)
+        raise ConfigError(f"backbone.{bad.group(1)}: the {name} backbone takes no option {bad.group(1)!r}"
+                          f"{' (nor ' + ', '.join(repr(k) for k in unknown[1:]) + ')' if len(unknown) > 1 else ''}; "
+                          f"switching an experiment to another backbone keeps the options the experiment set for "
+                          f"its own: drop them on the command line, e.g. `backbone={name} {drop}`") from None
     if weights is not None:
         load_into(backbone, read_state_dict_file(weights), strict=strict, source=os.fspath(weights))
     return backbone
