@@ -6,12 +6,14 @@ traceback. This module imports nothing from the package, so every layer can rais
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "OutputError", "RunDirLocked", "format_user_error",
+__all__ = ["USER_ERRORS", "run_command", "ConfigError", "DatasetFormatError", "OutputError", "RunDirLocked", "format_user_error",
            "worker_user_error"]
 
 
@@ -70,3 +72,20 @@ def worker_user_error(e: BaseException) -> str | None:
         return None
     last = [ln for ln in text.splitlines() if ln.strip()][-1]
     return " ".join(last.split(": ", 1)[-1].split())
+
+
+def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object],
+                argv: list[str] | None = None, keep_argv: bool = False) -> int:
+    """The shared ``main`` of the entry points (extract, search, export, evaluate): parse, run, and turn a user
+    error into its one line on stderr and exit code 2 (no traceback)."""
+    import sys
+
+    args = parser.parse_args(argv)
+    if keep_argv:
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except USER_ERRORS as e:
+        print(format_user_error(e), file=sys.stderr)
+        return 2
+    return 0

@@ -302,16 +302,9 @@ def _check_rows(fs: FeatureSet, other: FeatureSet) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vreid_lightning.errors import USER_ERRORS, format_user_error
+    from vreid_lightning.errors import run_command
 
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        run_evaluate(args)
-    except USER_ERRORS as e:
-        print(format_user_error(e), file=sys.stderr)
-        return 2
-    return 0
+    return run_command(build_parser(), run_evaluate, argv, keep_argv=True)
 
 
 if __name__ == "__main__":

@@ -169,15 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vreid_lightning.errors import USER_ERRORS, format_user_error
+    from vreid_lightning.errors import run_command
 
-    args = build_parser().parse_args(argv)
-    try:
-        run_search(args)
-    except USER_ERRORS as e:
-        print(format_user_error(e), file=sys.stderr)
-        return 2
-    return 0
+    return run_command(build_parser(), run_search, argv)
 
 
 if __name__ == "__main__":
