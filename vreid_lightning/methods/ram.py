@@ -42,6 +42,8 @@ class RAMModule(ReIDModule):
         stage: ``baseline``, ``bn``, ``bn_r`` or ``ram``.
         net: keyword arguments of :class:`RAMNet` (regions, overlap, FC widths ...).
         loss: keyword arguments of :class:`RAMLoss` (lambda weights ...).
+        optim: Caffe-style multipliers (``bias_lr_mult``, ``bias_decay_mult``, ``lr_mult`` {name prefix of
+            ``net``'s parameters: factor}), see :func:`vreid_lightning.optim.multiplier_groups`.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: number of images in the response-map figure (0: none).
@@ -55,6 +57,7 @@ class RAMModule(ReIDModule):
         stage: str = "ram",
         net: Mapping[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
+        optim: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
@@ -74,6 +77,10 @@ class RAMModule(ReIDModule):
             **dict(net or {}),
         )
         self.criterion = RAMLoss(**dict(loss or {}))
+        self.optim = {"bias_lr_mult": 1.0, "bias_decay_mult": 1.0, "lr_mult": {}, **dict(optim or {})}
+        unknown = sorted(set(self.optim) - {"bias_lr_mult", "bias_decay_mult", "lr_mult"})
+        if unknown:
+            raise ConfigError(f"model.optim: unknown key(s) {unknown}; expected bias_lr_mult, bias_decay_mult, lr_mult")
         self.num_figures = figures
 
     # ------------------------------------------------------------------ ReIDModule API
@@ -92,6 +99,20 @@ class RAMModule(ReIDModule):
     def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
         combos = None if study else [self.main_feature]
         return combine_features(feats, combos=combos, normalize=self.eval_cfg["normalize"])
+
+    def param_groups(self) -> list[dict[str, Any]] | Any:
+        """Caffe-style lr/decay multipliers (``model.optim``) as optimizer parameter groups."""
+        o = self.optim
+        if float(o["bias_lr_mult"]) == 1.0 and float(o["bias_decay_mult"]) == 1.0 and not o["lr_mult"]:
+            return self.parameters()
+        cfg = self.optimizer_cfg or {}
+        if cfg.get("lr") is None:
+            raise ConfigError("optimizer.lr is not set: model.optim's multipliers scale it per parameter")
+        from vreid_lightning.optim import multiplier_groups
+
+        return multiplier_groups(self.net, float(cfg["lr"]), float(cfg.get("weight_decay") or 0.0),
+                                 float(o["bias_lr_mult"]), float(o["bias_decay_mult"]), dict(o["lr_mult"]),
+                                 where="model.optim")
 
     # ------------------------------------------------------------------ staged training
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
