@@ -13,10 +13,35 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_train_transform", "build_test_transform", "denormalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RAM_MEAN_BGR", "build_train_transform", "build_test_transform",
+           "denormalize", "input_norm"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RAM_MEAN_BGR = (102.7, 115.8, 123.5)  # RAM authors' mean pixel, B G R in 0-255 (train_RAM_finetune.prototxt:28-32)
+
+
+class _ToBGR(torch.nn.Module):
+    """Reverse the channel axis of a (..., 3, H, W) tensor: RGB -> BGR (Caffe's OpenCV order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.flip(-3)
+
+
+def input_norm(channels: str = "rgb", pixel_range: float = 1.0, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> dict:
+    """Checked keyword options of the pipelines' normalisation (``data.input_norm``).
+
+    ``channels``: ``rgb`` or ``bgr`` (channel order fed to the network); ``mean``/``std`` are in that
+    order and in units where a pixel spans ``[0, pixel_range]``: ImageNet's torchvision statistics are
+    ``rgb``, 1.0; Caffe's RAM input is ``bgr``, 255, mean (102.7, 115.8, 123.5), std (1, 1, 1).
+    """
+    if channels not in ("rgb", "bgr"):
+        raise ValueError(f"transforms: channels must be 'rgb' or 'bgr', got {channels!r}")
+    if not float(pixel_range) > 0:
+        raise ValueError(f"transforms: pixel_range must be > 0, got {pixel_range}")
+    _check_stats(mean, std)
+    return {"channels": channels, "pixel_range": float(pixel_range), "mean": tuple(mean), "std": tuple(std)}
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -38,8 +63,16 @@ def _check_prob(name: str, value: float) -> float:
     return float(value)
 
 
-def _to_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+def _to_float(mean: Sequence[float], std: Sequence[float], channels: str = "rgb",
+              pixel_range: float = 1.0) -> list[v2.Transform]:
+    r = float(pixel_range)
+    # uint8 pixels taken as they are when the range is 255 (Caffe's 0-255 input, exactly), else scaled to [0, 1]
+    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=r != 255.0)]
+    if channels == "bgr":
+        steps.append(_ToBGR())
+    if r == 255.0:
+        return steps + [v2.Normalize(mean=list(mean), std=list(std))]
+    return steps + [v2.Normalize(mean=[m / r for m in mean], std=[s_ / r for s_ in std])]
 
 
 def build_train_transform(
@@ -50,6 +83,8 @@ def build_train_transform(
     color_jitter: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channels: str = "rgb",
+    pixel_range: float = 1.0,
 ) -> v2.Compose:
     """Training pipeline.
 
@@ -60,13 +95,14 @@ def build_train_transform(
         random_erasing: random erasing probability (Zhong et al. 2020 defaults: area 2-33 %, aspect
             0.3-3.3, erased to 0 = the mean colour after normalisation); 0 disables.
         color_jitter: brightness/contrast/saturation jitter strength; 0 (default) disables.
-        mean, std: normalisation statistics (RGB, in [0, 1] units).
+        mean, std: normalisation statistics (in ``channels`` order, in ``[0, pixel_range]`` units).
+        channels, pixel_range: see :func:`input_norm`.
 
     Returns:
         A callable mapping a PIL image (or uint8 CHW tensor) to a float32 (3, H, W) tensor.
     """
     h, w = _check_size(size)
-    _check_stats(mean, std)
+    input_norm(channels, pixel_range, mean, std)
     flip = _check_prob("flip", flip)
     random_erasing = _check_prob("random_erasing", random_erasing)
     if pad < 0 or color_jitter < 0:
@@ -78,7 +114,7 @@ def build_train_transform(
         steps.append(v2.RandomHorizontalFlip(p=flip))
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-    steps += _to_float(mean, std)
+    steps += _to_float(mean, std, channels, pixel_range)
     if random_erasing > 0:
         steps.append(v2.RandomErasing(p=random_erasing, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0))
     return v2.Compose(steps)
@@ -88,11 +124,16 @@ def build_test_transform(
     size: Sequence[int],
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channels: str = "rgb",
+    pixel_range: float = 1.0,
 ) -> v2.Compose:
-    """Deterministic test pipeline: warp-resize to (height, width), float32, normalise."""
+    """Deterministic test pipeline: warp-resize to (height, width), float32, normalise (see :func:`input_norm`).
+
+    An image already at (height, width) is not resampled (the resize is the identity)."""
     h, w = _check_size(size)
-    _check_stats(mean, std)
-    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True), *_to_float(mean, std)])
+    input_norm(channels, pixel_range, mean, std)
+    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True),
+                       *_to_float(mean, std, channels, pixel_range)])
 
 
 def denormalize(

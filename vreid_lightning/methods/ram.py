@@ -81,6 +81,11 @@ class RAMModule(ReIDModule):
         unknown = sorted(set(self.optim) - {"bias_lr_mult", "bias_decay_mult", "lr_mult"})
         if unknown:
             raise ConfigError(f"model.optim: unknown key(s) {unknown}; expected bias_lr_mult, bias_decay_mult, lr_mult")
+        mults = self.optim["lr_mult"] or {}
+        try:  # a mapping, or [[prefix, factor], ...] (a list, so that a stage override replaces it whole)
+            self.optim["lr_mult"] = {str(k): float(v) for k, v in (mults.items() if isinstance(mults, Mapping) else mults)}
+        except (TypeError, ValueError):
+            raise ConfigError(f"model.optim.lr_mult={mults!r}: expected [[parameter-name prefix, factor], ...]") from None
         self.num_figures = figures
 
     # ------------------------------------------------------------------ ReIDModule API
