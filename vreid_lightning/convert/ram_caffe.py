@@ -111,8 +111,9 @@ def ram_caffe_state_dict(blobs: Mapping[str, Sequence[np.ndarray]], source: str 
                    "type": int(state["attr.classifier.attr_type.bias"].numel())}
 
 
-def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapping[str, int]) -> torch.nn.Module:
-    """The ``RAMNet`` of ``+experiment=EXPERIMENT`` (its ``model.net`` and ``backbone``), final (``ram``) step."""
+def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapping[str, int],
+                      overrides: Sequence[str] = ()) -> torch.nn.Module:
+    """The ``RAMNet`` of ``+experiment=EXPERIMENT [overrides]`` (its ``model.net`` and ``backbone``), final step."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -123,7 +124,7 @@ def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapp
     conf = Path(__file__).resolve().parents[2] / "conf"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}"])
+        cfg = compose("config", overrides=[f"+experiment={experiment}", *overrides])
     GlobalHydra.instance().clear()
     net_kw = OmegaConf.to_container(cfg.model.net, resolve=True)
     backbone = build_backbone(**{**OmegaConf.to_container(cfg.backbone, resolve=True), "weights": None})
@@ -131,14 +132,18 @@ def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapp
 
 
 def convert(caffemodel: str | Path, out: str | Path, num_classes: int | None = None,
-            experiment: str = "ram_veri_authors") -> dict[str, int]:
-    """Read, map, check against the experiment's network (strict load), write a Lightning checkpoint."""
+            experiment: str = "ram_veri_authors", overrides: Sequence[str] = ()) -> dict[str, int]:
+    """Read, map, check against the experiment's network (strict load), write a Lightning checkpoint.
+
+    ``overrides``: Hydra overrides of the experiment the network is built from (e.g. a reduced width in tests).
+    """
     blobs = read_ram_caffemodel(caffemodel)
     state, counts = ram_caffe_state_dict(blobs, str(caffemodel))
     if num_classes is not None and int(num_classes) != counts["num_classes"]:
         raise ConfigError(f"ram-caffe: {caffemodel}: its ID classifiers have {counts['num_classes']} classes, "
                           f"--num-classes says {num_classes}")
-    net = build_authors_net(experiment, counts["num_classes"], {"colour": counts["colour"], "type": counts["type"]})
+    net = build_authors_net(experiment, counts["num_classes"], {"colour": counts["colour"], "type": counts["type"]},
+                            overrides)
     own = net.state_dict()
     shapes = [f"{k}: file {tuple(v.shape)}, network {tuple(own[k].shape)}" for k, v in state.items()
               if k in own and tuple(v.shape) != tuple(own[k].shape)]
@@ -151,7 +156,8 @@ def convert(caffemodel: str | Path, out: str | Path, num_classes: int | None = N
 
     ckpt = {"state_dict": {f"net.{k}": v for k, v in state.items()}, "epoch": 0, "global_step": 0,
             "pytorch-lightning_version": lightning.__version__,
-            "converted_from": {"format": "ram-caffe", "file": str(caffemodel), "experiment": experiment, **counts}}
+            "converted_from": {"format": "ram-caffe", "file": str(caffemodel), "experiment": experiment,
+                               "overrides": list(overrides), **counts}}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out)
     return {**counts, "layers": len(blobs), "tensors": len(state)}
@@ -167,9 +173,11 @@ def main(fmt: str, argv: Sequence[str]) -> int:
     p.add_argument("--num-classes", type=int, default=None,
                    help="expected training identities (released VeRi model: 576); checked against the file")
     p.add_argument("--experiment", default="ram_veri_authors", help="the experiment whose network is filled")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Hydra override of that experiment (repeatable), e.g. backbone.width_mult=0.25")
     args = p.parse_args(list(argv))
     try:
-        info = convert(args.caffemodel, args.output, args.num_classes, args.experiment)
+        info = convert(args.caffemodel, args.output, args.num_classes, args.experiment, args.set)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
