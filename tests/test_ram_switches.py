@@ -142,3 +142,46 @@ def test_new_layer_init_switch():
     w = xavier.conv.classifier.weight
     assert w.abs().max() <= (3 / w.shape[1]) ** 0.5 and w.abs().max() > 0.01  # Caffe xavier
     assert kaiming.conv.classifier.weight.std() < 0.002  # N(0, 0.001)
+
+
+def test_caffe_multipliers_as_param_groups():
+    from vreid_lightning.optim import multiplier_groups
+
+    model = net("ram")
+    groups = multiplier_groups(model, base_lr=1e-3, base_wd=5e-4, bias_lr_mult=2, bias_decay_mult=0,
+                               lr_mult={"attr": 10, "region.fc.t.0": 1, "region": 10})
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert len(by_param) == len(names)  # every parameter in exactly one group
+
+    def lr_wd(name):
+        g = by_param[id(names[name])]
+        return round(g["lr"], 9), round(g["weight_decay"], 9)
+
+    assert lr_wd("backbone.body.0.weight") == (1e-3, 5e-4)
+    assert lr_wd("backbone.body.0.bias") == (2e-3, 0.0)           # bias: lr x2, no decay
+    assert lr_wd("attr.fc.0.weight") == (1e-2, 5e-4)              # new layer x10
+    assert lr_wd("attr.fc.0.bias") == (2e-2, 0.0)                 # x10 x2
+    assert lr_wd("region.fc.t.1.0.weight") == (1e-2, 5e-4)
+    assert lr_wd("region.fc.t.0.0.weight") == (1e-3, 5e-4)        # the longest prefix wins
+    assert lr_wd("bn.norm.weight") == lr_wd("bn.norm.bias") == (1e-3, 5e-4)  # Caffe Scale: default param 1/1
+    with pytest.raises(ConfigError, match="lr_mult.*no_such"):
+        multiplier_groups(model, 1e-3, lr_mult={"no_such": 10})
+
+
+def test_module_param_groups_follow_model_optim():
+    from vreid_lightning.methods.ram import RAMModule
+
+    kw = dict(num_classes=NUM_CLASSES, attribute_classes=ATTRS, stage="bn",
+              backbone={"name": "vgg_cnn_m", "width_mult": 0.0625},
+              net={"region_fc_dims": [8, 8], "attr_dim": 8},
+              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01, "weight_decay": 1e-4})
+    plain = RAMModule(**kw, optim={"bias_lr_mult": 1, "bias_decay_mult": 1, "lr_mult": []})
+    assert not isinstance(plain.param_groups(), list)  # no multiplier: the plain parameter list
+    mod = RAMModule(**kw, optim={"bias_lr_mult": 2, "bias_decay_mult": 0, "lr_mult": [["bn.fc2", 10]]})
+    opt = mod.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    lrs = {(round(g["lr"], 6), round(g["weight_decay"], 8)) for g in opt.param_groups}
+    assert lrs == {(0.01, 1e-4), (0.02, 0.0), (0.1, 1e-4), (0.2, 0.0)}
+    with pytest.raises(ConfigError, match="model.optim.lr_mult"):
+        RAMModule(**kw, optim={"lr_mult": [["bn.fc2"]]})
