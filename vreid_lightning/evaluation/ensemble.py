@@ -46,7 +46,7 @@ def concat_features(parts: Sequence[ArrayLike], normalize: str = "l2") -> ArrayL
         raise ValueError("concat_features: no feature blocks given")
     as_numpy = all(isinstance(p, np.ndarray) for p in parts)
     tensors = [torch.as_tensor(p) for p in parts]
-    shapes = [tuple(t.shape) for t in tensors]
+    shapes = [tuple(int(d) for d in t.shape) for t in tensors]  # ints also while traced for export
     if any(t.dim() != 2 for t in tensors):
         raise ValueError(f"concat_features: every block must be (N, D); got shapes {shapes}")
     if len({s[0] for s in shapes}) != 1:

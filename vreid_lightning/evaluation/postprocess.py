@@ -20,7 +20,7 @@ the exact streaming evaluator: nothing (Q, G) is held beyond one block.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from .rerank import KReciprocalIndex
 from .saved_features import FeatureSet, check_aligned
 from .time_window import time_window_filter
 
-__all__ = ["STEP_DEFAULTS", "STEP_ORDER", "parse_steps", "postprocess_evaluate", "cumulative_table",
+__all__ = ["STEP_DEFAULTS", "STEP_ORDER", "parse_steps", "postprocess_evaluate", "ranking_blocks", "cumulative_table",
            "postprocess_test_features"]
 
 # Each step's parameters with their defaults (the conf/postprocess/ files carry the same values, cited).
@@ -134,19 +134,13 @@ def _summary(result: dict[str, Any]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
-                         use_cams: bool = True, chunk_size: int | None = None,
-                         device: str | torch.device = "cpu") -> dict[str, float]:
-    """Apply ``steps`` to one model's (or several models') features and evaluate (image protocol).
+def ranking_blocks(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
+                   chunk_size: int | None = None, device: str | torch.device = "cpu"
+                   ) -> Iterator[tuple[int, torch.Tensor]]:
+    """The post-processed query-to-gallery distances, block by block: ``(first query row, (C, G) block)``.
 
-    Args:
-        sets: FeatureSet(s) of the same images (several models for ``ensemble``).
-        steps: the steps spec (see :func:`parse_steps`); None or empty: the plain evaluation.
-        metric: distance of the plain ranking (default: the first set's); ``rerank`` has its own.
-        use_cams: apply the junk rule (same id and camera) when the cameras are known.
-
-    Returns:
-        ``{"mAP", "rank1", "rank5", "rank10", "mINP"}`` (fractions).
+    What :func:`postprocess_evaluate` ranks, and what ``search`` takes its top-k from; nothing (Q, G) is held
+    beyond one block. ``steps`` and ``metric`` as in :func:`postprocess_evaluate`.
     """
     sets = [sets] if isinstance(sets, FeatureSet) else list(sets)
     check_aligned(sets)
@@ -168,11 +162,6 @@ def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None,
         fs = sets[0]
         qt, gt = fs.query["times"], fs.gallery["times"]
         filters.append(time_window_filter(qt, gt, steps["time_window"]["tau"]))
-    fq, fg = sets[0].query, sets[0].gallery
-    has_cams = use_cams and bool((fq["cams"] >= 0).all() and (fg["cams"] >= 0).all())
-    acc = RankAccumulator(fg["ids"], fg["cams"] if has_cams else None, max_rank=10, device=device)
-    q_ids = torch.as_tensor(fq["ids"], device=device)
-    q_cams = torch.as_tensor(fq["cams"], device=device) if has_cams else None
     if "rerank" in steps:
         r = steps["rerank"]
         index = KReciprocalIndex(q, g, r["k1"], r["k2"], r["lambda_value"], r["metric"], chunk_size)
@@ -184,6 +173,31 @@ def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None,
     for s, block in blocks:
         for f in filters:
             block = f(s, block)
+        yield s, block
+
+
+@torch.no_grad()
+def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
+                         use_cams: bool = True, chunk_size: int | None = None,
+                         device: str | torch.device = "cpu") -> dict[str, float]:
+    """Apply ``steps`` to one model's (or several models') features and evaluate (image protocol).
+
+    Args:
+        sets: FeatureSet(s) of the same images (several models for ``ensemble``).
+        steps: the steps spec (see :func:`parse_steps`); None or empty: the plain evaluation.
+        metric: distance of the plain ranking (default: the first set's); ``rerank`` has its own.
+        use_cams: apply the junk rule (same id and camera) when the cameras are known.
+
+    Returns:
+        ``{"mAP", "rank1", "rank5", "rank10", "mINP"}`` (fractions).
+    """
+    sets = [sets] if isinstance(sets, FeatureSet) else list(sets)
+    fq, fg = sets[0].query, sets[0].gallery
+    has_cams = use_cams and bool((fq["cams"] >= 0).all() and (fg["cams"] >= 0).all())
+    acc = RankAccumulator(fg["ids"], fg["cams"] if has_cams else None, max_rank=10, device=device)
+    q_ids = torch.as_tensor(fq["ids"], device=device)
+    q_cams = torch.as_tensor(fq["cams"], device=device) if has_cams else None
+    for s, block in ranking_blocks(sets, steps, metric, chunk_size, device):
         e = s + block.shape[0]
         acc.update(block, q_ids[s:e], None if q_cams is None else q_cams[s:e])
     return _summary(acc.compute())

@@ -26,7 +26,7 @@ COCO_VEHICLES = (3, 4, 6, 8)  # COCO category ids: car, motorcycle, bus, truck
 def _resize(images: Tensor, scale: float) -> Tensor:
     if scale == 1.0:
         return images
-    h, w = images.shape[-2:]
+    h, w = (int(s) for s in images.shape[-2:])  # ints also while traced for export
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 

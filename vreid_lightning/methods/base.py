@@ -230,6 +230,14 @@ class ReIDModule(L.LightningModule, abc.ABC):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """The features a test run computes for ``batch["image"]`` (test-time flip/scales, every feature
+        combination the method offers): ``{"index": rows, "features": {combination: (B, D)}}``."""
+        feats = self.extract_eval_features(batch["image"])
+        if self._feature_layout is None:
+            self._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
+        return {"index": batch["index"], "features": self.feature_combinations(feats, study=True)}
+
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")
 

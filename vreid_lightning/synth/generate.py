@@ -14,6 +14,7 @@ from .world import build_world, type_colour_sharing
 from .writers.cityflow import write_cityflow
 from .writers.common import Renderer
 from .writers.compcars import write_compcars
+from .writers.custom import write_custom
 from .writers.vehicleid import write_vehicleid
 from .writers.veri import write_veri
 
@@ -52,6 +53,8 @@ LAYOUTS: dict[str, LayoutSpec] = {
     # CompCars web-nature: cars only, a few photos per car, whole scenes with a box.
     "compcars": LayoutSpec("web", 8, 6, 1, 9_999_999, 1, write_compcars, types=PASSENGER_TYPES, scene=True,
                            root="CompCars root (containing data/)"),
+    # data=custom: the suite's own CSV + folder-per-id layout (writers/custom.py), VeRi-like cameras.
+    "custom": LayoutSpec("surveillance", 20, 20, 2, 9999, 2, write_custom, root="custom root (annotations.csv, images/)"),
 }
 
 

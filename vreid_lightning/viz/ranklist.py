@@ -13,11 +13,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB"]
+__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB",
+           "UNKNOWN_RGB"]
 
 QUERY_RGB = (40, 90, 220)
 MATCH_RGB = (30, 170, 60)
 FALSE_POSITIVE_RGB = (220, 40, 40)
+UNKNOWN_RGB = (150, 150, 150)  # an unlabelled query (id -1): neither a match nor a false positive
 
 
 def top_k_valid(dist: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, q_cams: np.ndarray | None,
@@ -73,7 +75,8 @@ def select_queries(ranked: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray, suc
 
 def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery_paths: Sequence[str],
                    gallery_ids: Sequence[int], ranked: np.ndarray, path: str | Path, size: int = 96,
-                   border: int = 4, false_positive_border: int = 8, legend: bool = False) -> Path:
+                   border: int = 4, false_positive_border: int = 8, legend: bool = False,
+                   distances: np.ndarray | None = None) -> Path:
     """Draw one row per query: the query (blue frame), then its ranked gallery images.
 
     True matches are framed green (``border`` px), false positives red (``false_positive_border`` px).
@@ -87,6 +90,8 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
         border: frame width of the query and of true matches.
         false_positive_border: frame width of false positives.
         legend: draw the colour legend above the rows.
+        distances: ``(Q, k)`` distances of ``ranked``, written under each image when given. A query with
+            id -1 (unlabelled) gets grey frames and ``?`` for ids.
     """
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or ranked.shape[0] != len(query_paths):
@@ -107,15 +112,20 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
     for r in range(q):
         y = top + r * (size + label_h)
         canvas.paste(_thumb(query_paths[r], size, QUERY_RGB, border), (0, y))
-        draw.text((2, y + size), f"query id {query_ids[r]}", fill=(0, 0, 0))
+        known = int(query_ids[r]) >= 0
+        draw.text((2, y + size), f"query id {query_ids[r] if known else '?'}", fill=(0, 0, 0))
         for c, g in enumerate(ranked[r]):
             if g < 0:
                 continue
             good = gallery_ids[g] == query_ids[r]
             x = size + gap + c * size
-            frame = (MATCH_RGB, border) if good else (FALSE_POSITIVE_RGB, false_positive_border)
+            frame = ((MATCH_RGB, border) if good else (FALSE_POSITIVE_RGB, false_positive_border)) if known \
+                else (UNKNOWN_RGB, border)
             canvas.paste(_thumb(gallery_paths[g], size, *frame), (x, y))
-            draw.text((x + 2, y + size), f"{c + 1}: id {gallery_ids[g]}", fill=(0, 0, 0))
+            label = f"id {gallery_ids[g]}" if int(gallery_ids[g]) >= 0 else ""
+            if distances is not None:
+                label = f"{distances[r][c]:.3f} {label}"
+            draw.text((x + 2, y + size), f"{c + 1}: {label}".rstrip(), fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)

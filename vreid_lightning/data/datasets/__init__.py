@@ -9,6 +9,7 @@ from __future__ import annotations
 from .base import MISSING, DatasetFormatError, ReIDDataset, Split
 from .cityflow import CityFlowDataset, load_cityflow
 from .compcars import load_compcars
+from .custom import load_custom
 from .merge import VEHICLENET_OPTIONS, load_vehiclenet, merge_datasets
 from .registry import ALIASES, DATASETS, canonical_name, dataset_options, load_dataset
 from .vehicleid import load_vehicleid
@@ -30,6 +31,7 @@ __all__ = [
     "load_vehicleid",
     "load_cityflow",
     "load_compcars",
+    "load_custom",
     "merge_datasets",
     "load_vehiclenet",
 ]

@@ -11,6 +11,7 @@ from vreid_lightning.errors import ConfigError
 from .base import DatasetFormatError, ReIDDataset
 from .cityflow import load_cityflow
 from .compcars import load_compcars
+from .custom import load_custom
 from .vehicleid import load_vehicleid
 from .veri import load_veri
 
@@ -21,6 +22,7 @@ DATASETS: dict[str, Callable[..., ReIDDataset]] = {
     "vehicleid": load_vehicleid,
     "cityflow": load_cityflow,
     "compcars": load_compcars,
+    "custom": load_custom,  # your own data: annotations CSV or ROOT/<id>/<image> (custom.py)
 }
 ALIASES = {"veri776": "veri", "veri-776": "veri", "vehicle_id": "vehicleid", "aic19": "cityflow",
            "aic20": "cityflow", "aic21": "cityflow"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .cityflow import write_cityflow
 from .compcars import write_compcars
+from .custom import write_custom
 from .vehicleid import write_vehicleid
 from .veri import write_veri
 
-__all__ = ["write_veri", "write_vehicleid", "write_cityflow", "write_compcars"]
+__all__ = ["write_veri", "write_vehicleid", "write_cityflow", "write_compcars", "write_custom"]
