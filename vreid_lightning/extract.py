@@ -5,7 +5,7 @@
     python -m vreid_lightning.extract RUN_OR_CKPT --dataset-root /data/VeRi --split query --out q.npz
     python -m vreid_lightning.extract RUN_OR_CKPT --split test --out test.npz   # the run's own test images
 
-The checkpoint's run config gives the test transform (warp-resize to data.image_size, ImageNet mean/std),
+The checkpoint's run config gives the test transform (warp-resize to data.image_size, data.input_norm: ImageNet mean/std by default),
 the test-time augmentation (model.evaluation.flip / scales) and the feature combination (the method's main
 one, or --feature NAME). Features are computed by Lightning's predict loop (``ReIDModule.predict_step``),
 batched (data.eval_batch_size), on the GPU when there is one, with a progress bar. The output is the
@@ -110,14 +110,15 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     """
     import lightning as L
 
-    from vreid_lightning.data.transforms import build_test_transform
+    from vreid_lightning.data.transforms import build_test_transform, input_norm
     from vreid_lightning.inference import default_device
 
     if not paths:
         raise ConfigError("extract: no images to extract (the glob, list or split is empty)")
     feature = trained.check_feature(feature)
     device = device or default_device()
-    ds = ImageFiles(paths, build_test_transform(trained.image_size), trained.image_size)
+    norm = input_norm(**dict(trained.cfg.data.get("input_norm") or {}))  # e.g. the RAM authors' BGR 0-255 input
+    ds = ImageFiles(paths, build_test_transform(trained.image_size, **norm), trained.image_size)
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     collect = _Collect(len(paths), feature, list(paths), strict)
