@@ -85,7 +85,8 @@ def test_caffe_input_is_bgr_0_255_minus_ram_mean():
     a = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     t = build_test_transform((224, 224), mean=RAM_MEAN_BGR, std=(1, 1, 1), channels="bgr", pixel_range=255)
     x = t(Image.fromarray(a))
-    ref = torch.from_numpy(a[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)) - torch.tensor(RAM_MEAN_BGR).view(3, 1, 1)
+    bgr = torch.from_numpy(a[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
+    ref = bgr - torch.tensor(RAM_MEAN_BGR).view(3, 1, 1)
     torch.testing.assert_close(x, ref, rtol=0, atol=0)  # exactly Caffe's DataTransformer with mean_value
     rgb = build_test_transform((224, 224))(Image.fromarray(a))  # the default stays torchvision's ImageNet RGB
     assert not torch.allclose(rgb, x)

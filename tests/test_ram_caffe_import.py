@@ -75,7 +75,8 @@ def tiny_blobs(seed: int = 0, ids: int = IDS) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     blobs = {n: [rng.standard_normal(s).astype(np.float32) * 0.1 for s in shp] for n, shp in tiny_shapes(ids).items()}
     c3 = C[2]
-    blobs["conv5-bn"] = [rng.standard_normal(c3).astype(np.float32) * SF, (rng.random(c3) + 0.5).astype(np.float32) * SF,
+    blobs["conv5-bn"] = [rng.standard_normal(c3).astype(np.float32) * SF,
+                         (rng.random(c3) + 0.5).astype(np.float32) * SF,
                          np.array([SF], np.float32)]
     return blobs
 
@@ -127,7 +128,8 @@ def test_converted_network_computes_the_authors_regions(converted):
     out = net(x)
     pool5 = torch.nn.functional.max_pool2d(net.feature_map(x), 3, 2, ceil_mode=True)  # Caffe pool5 on 13x13
     assert pool5.shape[2:] == (6, 6)
-    (w1, b1), (w2, b2) = (torch.from_numpy(a) for a in blobs["fc-part-2"]), (torch.from_numpy(a) for a in blobs["fc-fc-part-2"])
+    w1, b1 = (torch.from_numpy(a) for a in blobs["fc-part-2"])
+    w2, b2 = (torch.from_numpy(a) for a in blobs["fc-fc-part-2"])
     ref = torch.relu(torch.relu(pool5[:, :, 1:5].flatten(1) @ w1.T + b1) @ w2.T + b2)  # part-2 = pool5 rows 1-4
     torch.testing.assert_close(out.features["f_rm"], ref, rtol=1e-4, atol=1e-5)
     # BN branch: Caffe BatchNorm (stored / sf) + Scale on the pre-ReLU conv5, then ReLU

@@ -7,7 +7,8 @@ prototxt/train_RAM_finetune.prototxt, "ft:LINE" below; the released name comes f
 Every one of its 26 layers with blobs is consumed, by name, into the network the ``+experiment`` config
 builds (``RAMNet`` with the authors' switches):
 
-- conv1-5 -> ``backbone.convN``; fc6, fc7 -> the Conv branch (``conv.fc1.fc6``, ``conv.fc2.fc7``); fc8-id -> its classifier;
+- conv1-5 -> ``backbone.convN``; fc6, fc7 -> the Conv branch (``conv.fc1.fc6``, ``conv.fc2.fc7``); fc8-id -> its
+  classifier;
 - conv5-bn (BatchNorm: mean, variance, scale factor) -> ``bn.norm`` running mean/var = stored / scale factor
   (Caffe's BatchNormLayer divides by it; 0 gives 0), conv5-sc (Scale: gamma, beta) -> ``bn.norm`` weight/bias;
   fc6-bn, fc7-bn, fc8-id-bn -> the BN branch;
@@ -96,7 +97,8 @@ def ram_caffe_state_dict(blobs: Mapping[str, Sequence[np.ndarray]], source: str 
         elif kind == "bn":
             mean, var, sf = (a.reshape(-1) for a in arrs)
             if sf.numel() != 1 or mean.numel() != var.numel():
-                raise ConfigError(f"ram-caffe: {source}: layer {name}: BatchNorm blobs {[tuple(a.shape) for a in arrs]} "
+                shapes = [tuple(a.shape) for a in arrs]
+                raise ConfigError(f"ram-caffe: {source}: layer {name}: BatchNorm blobs {shapes} "
                                   "are not (mean C, variance C, scale factor 1)")
             f = 0.0 if float(sf[0]) == 0 else 1.0 / float(sf[0])  # batch_norm_layer.cpp: scale_factor
             state[f"{prefix}.running_mean"] = (mean.double() * f).float()
@@ -150,7 +152,8 @@ def convert(caffemodel: str | Path, out: str | Path, num_classes: int | None = N
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if shapes or missing or unexpected:
         raise ConfigError(f"ram-caffe: {caffemodel} does not fit +experiment={experiment}'s network: shape "
-                          f"mismatches {shapes}, tensors without a source {missing}, without a destination {unexpected}")
+                          f"mismatches {shapes}, tensors without a source {missing}, "
+                          f"without a destination {unexpected}")
     net.load_state_dict(state, strict=True)
     import lightning
 

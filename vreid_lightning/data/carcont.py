@@ -60,7 +60,8 @@ class GroupBlockSampler(_EpochSampler):
                  rank: int | None = None):
         self.blocks = [(str(b[0]), int(b[1]), int(b[2])) for b in blocks]
         if not self.blocks or any(g < 1 or k < 1 for _, g, k in self.blocks):
-            raise ValueError(f"GroupBlockSampler: blocks must be (label, groups >= 1, rows >= 1) triples, got {blocks!r}")
+            raise ValueError(f"GroupBlockSampler: blocks must be (label, groups >= 1, rows >= 1) triples, "
+                             f"got {blocks!r}")
         missing = [name for name, _, _ in self.blocks if name not in labels]
         if missing:
             raise ValueError(f"GroupBlockSampler: no labels {missing} for the blocks; have {sorted(labels)}")

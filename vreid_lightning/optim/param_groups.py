@@ -62,7 +62,8 @@ def multiplier_groups(
         groups.setdefault((lr_f, wd_f), []).append(param)
     unused = sorted(set(lr_mult) - used)
     if unused:
+        roots = sorted({n.split(".")[0] for n, _ in module.named_parameters()})
         raise ConfigError(f"{where}.lr_mult: prefixes {unused} match no parameter of this model (they would have "
-                          f"no effect); parameter names start with {sorted({n.split('.')[0] for n, _ in module.named_parameters()})}")
+                          f"no effect); parameter names start with {roots}")
     return [{"params": params, "lr": float(base_lr) * lr_f, "weight_decay": float(base_wd) * wd_f,
              "name": f"lr x{lr_f:g} decay x{wd_f:g}"} for (lr_f, wd_f), params in groups.items()]

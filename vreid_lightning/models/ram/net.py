@@ -272,7 +272,8 @@ class RAMNet(nn.Module):
         self.attr: AttributeBranch | None = None
         if "attr" in self.branches:
             a_drop = dropout if attr_dropout is None else float(attr_dropout)
-            self.attr = AttributeBranch(first_dim, int(attr_dim), attribute_classes, a_drop, cls_input=cls_inputs["attr"])
+            self.attr = AttributeBranch(first_dim, int(attr_dim), attribute_classes, a_drop,
+                                        cls_input=cls_inputs["attr"])
             fresh.append(self.attr)
         if new_layer_init == "xavier":  # the authors' fillers (xavier weights, constant 0 bias) on every new layer
             for module in fresh:
