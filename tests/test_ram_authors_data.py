@@ -104,3 +104,26 @@ def test_png_square_world(tmp_path):
             assert p.endswith(".png") and im.format == "PNG" and im.size == (40, 40)
     with pytest.raises(ValueError, match="veri layout only"):
         generate("vehicleid", tmp_path / "v", ids=8, image_format="png", progress=False, workers=0)
+
+
+def test_figure_batch_feeds_the_runs_input_and_shows_rgb(cache_dir):
+    from tests.conftest import TINY_WORLD
+    from vreid_lightning.data.datamodule import ReIDDataModule
+    from vreid_lightning.methods.ram import RAMModule
+
+    norm = {"channels": "bgr", "pixel_range": 255, "mean": list(RAM_MEAN_BGR), "std": [1, 1, 1]}
+    dm = ReIDDataModule(synthetic=dict(TINY_WORLD), cache_dir=str(cache_dir), image_size=(64, 64), num_workers=0,
+                        input_norm=norm)
+    dm.prepare_data()
+    dm.setup("fit")
+    module = RAMModule(num_classes=dm.num_classes, attribute_classes=dm.attribute_classes, stage="baseline",
+                       backbone={"name": "vgg_cnn_m", "width_mult": 0.0625}, figures=2)
+    x, shown = module.figure_batch(dm)
+    split = dm.eval_set.split
+    first = dm.eval_set.groups["query"][0]
+    with Image.open(split.paths[first]) as im:
+        rgb = np.asarray(im.convert("RGB").resize((64, 64), Image.BILINEAR), dtype=np.float32)
+    bgr = torch.from_numpy(rgb[:, :, ::-1].transpose(2, 0, 1).copy()) - torch.tensor(RAM_MEAN_BGR).view(3, 1, 1)
+    assert x.shape == (2, 3, 64, 64) and x.min() < -50  # Caffe's 0-255 scale, not ImageNet's
+    assert (x[0] - bgr).abs().mean() < 3  # the same picture (resampling differs by a few grey levels at most)
+    torch.testing.assert_close(shown[0], ((x[0] + torch.tensor(RAM_MEAN_BGR).view(3, 1, 1)) / 255).flip(0))

@@ -131,15 +131,18 @@ class RAMModule(ReIDModule):
     def figure_batch(self, dm: Any) -> tuple[Tensor, Tensor]:
         """A few query images (network input, and [0, 1] RGB for display), one per identity."""
         from vreid_lightning.data.datamodule import ImageDataset
-        from vreid_lightning.data.transforms import build_test_transform, denormalize
+        from vreid_lightning.data.transforms import build_test_transform, input_norm
 
         split = dm.eval_set.split
         rows = dm.eval_set.groups.get("query", np.arange(len(split)))
         _, first = np.unique(split.pids[rows], return_index=True)
         pick = rows[np.sort(first)[: self.num_figures]]
-        ds = ImageDataset(split, build_test_transform(dm.image_size))
+        norm = getattr(dm, "input_norm", None) or input_norm()  # the run's input (the authors': BGR 0-255)
+        ds = ImageDataset(split, build_test_transform(dm.image_size, **norm))
         x = torch.stack([ds[int(i)]["image"] for i in pick])
-        return x, denormalize(x, clamp=True)
+        shown = (x * torch.tensor(norm["std"]).view(1, 3, 1, 1) + torch.tensor(norm["mean"]).view(1, 3, 1, 1))
+        shown = shown / norm["pixel_range"]
+        return x, (shown.flip(1) if norm["channels"] == "bgr" else shown).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def response_maps(self, x: Tensor) -> dict[str, Tensor]:
