@@ -9,7 +9,9 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.models.backbones import BACKBONES, build_backbone
 from vreid_lightning.models.backbones.caffe import (
     IMAGENET_RGB_MEAN,
@@ -149,6 +151,72 @@ def test_resnet50_last_stride_one_doubles_map() -> None:
         assert build_backbone("resnet50").eval()(x).shape == (1, 2048, 2, 2)
     with pytest.raises(ValueError, match="last_stride"):
         build_backbone("resnet50", last_stride=3)
+
+
+def test_densenet121_last_stride_one_is_the_authors_transition3_pool() -> None:
+    """VehicleNet authors' stride 1 for DenseNet: transition3's 2x2 average pool slides by 1 (H/16 - 1)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    model = build_backbone("densenet121", last_stride=1).eval()
+    assert model.features.transition3.pool.stride == 1
+    with torch.no_grad():
+        y = model(x)
+        f = model.features
+        h = x
+        for name, layer in f.named_children():  # the reference: the same layers with a plain stride-1 pool
+            if name == "transition3":
+                h = F.avg_pool2d(layer.conv(layer.relu(layer.norm(h))), kernel_size=2, stride=1)
+            else:
+                h = layer(h)
+    assert y.shape == (1, 1024, 3, 3)
+    torch.testing.assert_close(y, F.relu(h))
+    with pytest.raises(ValueError, match="last_stride"):
+        build_backbone("densenet121", last_stride=4)
+
+
+def test_densenet121_final_relu_switch() -> None:
+    """final_relu=false returns norm5 itself (the authors pool it without ReLU); true: torchvision's ReLU."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    plain = build_backbone("densenet121", final_relu=False).eval()
+    relu = build_backbone("densenet121").eval()
+    relu.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(x), relu(x)
+    assert (a < 0).any()
+    torch.testing.assert_close(b, F.relu(a))
+
+
+@pytest.mark.parametrize("implementation", ["timm", "cadene"])
+def test_se_resnext_last_stride(implementation: str) -> None:
+    x = torch.randn(1, 3, 64, 64)
+    one = build_backbone("se_resnext101_32x4d", implementation=implementation, last_stride=1).eval()
+    block = one.model.layer4[0]
+    assert block.conv2.stride == (1, 1) and block.downsample[0].stride == (1, 1)
+    with torch.no_grad():
+        assert one(x).shape == (1, 2048, 4, 4)
+    with pytest.raises(ValueError, match="last_stride"):
+        build_backbone("se_resnext101_32x4d", implementation=implementation, last_stride=3)
+
+
+def test_se_resnext_cadene_stem_and_keys() -> None:
+    """implementation=cadene: Cadene's stem (MaxPool2d(3, 2, ceil_mode=True), no padding) and key names."""
+    torch.manual_seed(0)
+    cad = build_backbone("se_resnext101_32x4d", implementation="cadene").eval()
+    keys = set(cad.state_dict())
+    assert {"model.layer0.conv1.weight", "model.layer0.bn1.running_var", "model.layer1.0.se_module.fc1.weight",
+            "model.layer4.2.se_module.fc2.bias", "model.layer4.0.downsample.1.weight"} <= keys
+    assert not any(k.startswith("model.last_linear") for k in keys)
+    x = torch.randn(1, 3, 50, 50)  # 25 after conv1: ceil-mode pooling gives 12, padded floor pooling 13
+    with torch.no_grad():
+        stem = cad.model.layer0(x)
+        pooled = cad.model.pool0(stem)
+        torch.testing.assert_close(pooled, F.max_pool2d(stem, 3, 2, padding=0, ceil_mode=True))
+        assert pooled.shape[-1] == 12
+        timm_stem = build_backbone("se_resnext101_32x4d").model
+        assert timm_stem.maxpool(stem).shape[-1] == 13  # timm's stem pads: another map
+    with pytest.raises(ConfigError, match="backbone.implementation"):
+        build_backbone("se_resnext101_32x4d", implementation="caffe")
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,9 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
     dm.prepare_data()
     dm.setup("test")
     eval_set = dm.eval_set
-    if eval_set.protocol != "image":
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
+
+    if not get_protocol(eval_set).fixed_query_gallery:
         raise ConfigError(f"--extract-crops: {run} is tested under the {eval_set.protocol!r} protocol, not query/gallery")
     split = eval_set.split
     if boxes.startswith("maskrcnn:"):
@@ -154,7 +156,7 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
         if boxes == "dataset":  # the synthetic world's tight boxes (generator >= 1.3.0) beside its layout
             from vreid_lightning.synth import BOXES
 
-            boxes = str(Path(dm._resolve_root()) / BOXES)
+            boxes = str(dm.data_root / BOXES)
             if not Path(boxes).is_file():
                 raise DatasetFormatError(boxes, f"the dataset's {BOXES} (synthetic worlds of generator >= 1.3.0 write "
                                          "it); for a real dataset give a boxes file or maskrcnn:WEIGHTS", got="no such file")
@@ -168,10 +170,7 @@ def extract_crop_features(run: Path, boxes: str, device: str = "cpu") -> Path:
     parts: list[torch.Tensor] = []
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=int(cfg.data.get("eval_batch_size", 64))):
-            named = model.extract_eval_features(batch["image"].to(device))
-            if model._feature_layout is None:
-                model._feature_layout = [(k, int(v.shape[1])) for k, v in named.items()]
-            parts.append(model.feature_combinations(named, study=False)[model.main_feature].cpu())
+            parts.append(model.main_features({**batch, "image": batch["image"].to(device)}).cpu())
     out = save_features(from_eval_set(torch.cat(parts), eval_set, model.eval_cfg["metric"]), out_dir / "crop_features.npz")
     print(f"cropped-image features of {len(split)} images ({int((arr[:, 0] >= 0).sum())} with a box): {out}")
     return out

@@ -119,7 +119,7 @@ class InferenceNet(nn.Module):
         saved = m.eval_cfg["flip"]
         m.eval_cfg["flip"] = self.flip
         try:
-            feats = m.extract_eval_features(images)
+            feats = m.extract_eval_features({"image": images})  # the exported graph takes images only
         finally:
             m.eval_cfg["flip"] = saved
         if m._feature_layout is None:
@@ -216,7 +216,8 @@ def parity_images(trained: Any, n: int = 8) -> Tensor:
     dm.setup("test")
     split = dm.eval_set.split
     rows = np.linspace(0, len(split) - 1, num=min(n, len(split))).round().astype(int)
-    ds = ImageDataset(split, build_test_transform(trained.image_size))
+    opts = dict(trained.cfg.data.get("test_transform") or {})  # the run's test resize (VehicleNet authors: 1.1x)
+    ds = ImageDataset(split, build_test_transform(trained.image_size, **opts))
     return torch.stack([ds[int(i)]["image"] for i in rows])
 
 

@@ -110,15 +110,17 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     """
     import lightning as L
 
-    from vreid_lightning.data.transforms import build_test_transform, input_norm
+    from vreid_lightning.data.transforms import build_test_transform, input_norm, test_input_size
     from vreid_lightning.inference import default_device
 
     if not paths:
         raise ConfigError("extract: no images to extract (the glob, list or split is empty)")
     feature = trained.check_feature(feature)
     device = device or default_device()
+    opts = dict(trained.cfg.data.get("test_transform") or {})  # the run's test resize (VehicleNet authors: 1.1x)
     norm = input_norm(**dict(trained.cfg.data.get("input_norm") or {}))  # e.g. the RAM authors' BGR 0-255 input
-    ds = ImageFiles(paths, build_test_transform(trained.image_size, **norm), trained.image_size)
+    ds = ImageFiles(paths, build_test_transform(trained.image_size, **norm, **opts),
+                    test_input_size(trained.image_size, opts.get("scale", 1.0)))
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     collect = _Collect(len(paths), feature, list(paths), strict)

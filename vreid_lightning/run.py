@@ -27,20 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from vreid_lightning.callbacks.checkpoint import has_held_out_split, read_checkpoint
 from vreid_lightning.runner.checks import apply_batch_semantics, check_config
-from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fit_and_test, make_trainer
-from vreid_lightning.runner.results import format_results_table, summary, test_record, write_results
+from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fit_and_test
+from vreid_lightning.runner.results import format_results_table, test_record, write_results
 from vreid_lightning.runner.resume import last_checkpoint, prepare_resume
 from vreid_lightning.runner.stages import data_summary, run_stages, selected_stages, setup_datamodule, stage_config
 
 __all__ = ["run", "run_dir", "format_results_table", "stage_config", "check_config"]
 
 log = logging.getLogger(__name__)
-
-# names kept for callers of the pre-split runner
-_build_model = build_model
-_make_trainer = make_trainer
-_summary = summary
-
 
 def run_dir(cfg: DictConfig) -> Path:
     """The run directory: ``resume``'s directory, else Hydra's output dir for this job (also under multirun)."""

@@ -48,7 +48,7 @@ def attention_statistics(model: SCANModule, images: torch.Tensor, batch: int = 6
 @torch.no_grad()
 def ablation_metrics(model: SCANModule, dm, stats: dict[str, np.ndarray], batch: int = 128) -> dict[str, dict[str, float]]:
     """Test-protocol metrics of ``model`` with each branch's output replaced by its mean over ``stats``."""
-    from vreid_lightning.methods.base import run_protocol
+    from vreid_lightning.evaluation.protocol_registry import run_protocol
 
     att = model.net.attention
     split = dm.eval_set.split

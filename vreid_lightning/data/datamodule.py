@@ -54,8 +54,9 @@ def remap_labels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ImageDataset(Dataset):
     """Images of a :class:`Split` with their (remapped) labels.
 
-    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid`` and
-    ``attrs`` (name -> label, -1 = unlabelled).
+    Items are dicts: ``image`` (tensor), ``index`` (row in the split), ``pid``, ``camid``, ``timestamp``,
+    ``track`` (-1 = unknown) and ``attrs`` (name -> label, -1 = unlabelled; the view is ``attrs["viewpoint"]``
+    where the dataset has it).
     """
 
     def __init__(self, split: Split, transform: Callable, pids: np.ndarray | None = None,
@@ -86,6 +87,8 @@ class ImageDataset(Dataset):
             "index": i,
             "pid": int(self.pids[i]),
             "camid": int(self.split.camids[i]),
+            "timestamp": int(self.split.timestamps[i]),
+            "track": int(self.split.tracks[i]),
             "attrs": {k: int(v[i]) for k, v in self.attributes.items()},
         }
 
@@ -213,6 +216,8 @@ def _default_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "pid": torch.tensor([it["pid"] for it in items], dtype=torch.long),
         "camid": torch.tensor([it["camid"] for it in items], dtype=torch.long),
+        "timestamp": torch.tensor([it["timestamp"] for it in items], dtype=torch.long),
+        "track": torch.tensor([it["track"] for it in items], dtype=torch.long),
     }
     names = items[0]["attrs"].keys() if items else []
     out["attrs"] = {k: torch.tensor([it["attrs"][k] for it in items], dtype=torch.long) for k in names}
@@ -244,6 +249,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_instances: K of the PK sampler.
         eval_batch_size, num_workers, pin_memory: loader settings.
         train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
+        test_transform: keyword options of :func:`build_test_transform` (``scale``, ``interpolation``).
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
@@ -274,6 +280,7 @@ class ReIDDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         train_transform: dict[str, Any] | None = None,
+        test_transform: dict[str, Any] | None = None,
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
@@ -311,6 +318,11 @@ class ReIDDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.train_transform_options = dict(train_transform or {})
+        self.test_transform_options = dict(test_transform or {})
+        try:  # a bad test option fails here, not in the first test batch
+            build_test_transform(self.image_size, **self.test_transform_options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.test_transform={self.test_transform_options}: {e}") from None
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
@@ -349,6 +361,7 @@ class ReIDDataModule(L.LightningDataModule):
         if self._ready:
             return
         root = self._resolve_root()
+        self.data_root = Path(root)  # the dataset's folder as given or generated (a synthetic world's cache folder)
         self.dataset = load_dataset(self.dataset_name, root, **self.dataset_options)
         for w in self.dataset.warnings:
             log.warning("%s: %s", self.dataset_name, w)
@@ -445,14 +458,6 @@ class ReIDDataModule(L.LightningDataModule):
         out["total"] = {"images": len(self.train_split), "ids": self.num_classes}
         return out
 
-    def summary(self) -> dict[str, Any]:
-        out = self.dataset.summary()
-        out["train_classes"] = self.num_classes
-        out["attribute_classes_trained"] = dict(self.attribute_classes)
-        if self.source_summary:
-            out["sources"] = self.source_summary
-        return out
-
     # ------------------------------------------------------------------ loaders
     def _loader(self, ds: Dataset, batch_size: int, sampler: Sampler | None, train: bool) -> DataLoader:
         return DataLoader(
@@ -487,7 +492,8 @@ class ReIDDataModule(L.LightningDataModule):
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
-        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size, **self.input_norm))
+        ds = ImageDataset(eval_set.split,
+                          build_test_transform(self.image_size, **self.input_norm, **self.test_transform_options))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:

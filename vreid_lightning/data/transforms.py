@@ -8,16 +8,17 @@ is 0. Test: warp-resize, float conversion, normalisation. Images are always brou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RAM_MEAN_BGR", "build_train_transform", "build_test_transform",
-           "denormalize", "input_norm"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "RAM_MEAN_BGR", "build_train_transform",
+           "build_test_transform", "test_input_size", "denormalize", "input_norm"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 RAM_MEAN_BGR = (102.7, 115.8, 123.5)  # RAM authors' mean pixel, B G R in 0-255 (train_RAM_finetune.prototxt:28-32)
 
 
@@ -26,22 +27,6 @@ class _ToBGR(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return x.flip(-3)
-
-
-def input_norm(channels: str = "rgb", pixel_range: float = 1.0, mean: Sequence[float] = IMAGENET_MEAN,
-               std: Sequence[float] = IMAGENET_STD) -> dict:
-    """Checked keyword options of the pipelines' normalisation (``data.input_norm``).
-
-    ``channels``: ``rgb`` or ``bgr`` (channel order fed to the network); ``mean``/``std`` are in that
-    order and in units where a pixel spans ``[0, pixel_range]``: ImageNet's torchvision statistics are
-    ``rgb``, 1.0; Caffe's RAM input is ``bgr``, 255, mean (102.7, 115.8, 123.5), std (1, 1, 1).
-    """
-    if channels not in ("rgb", "bgr"):
-        raise ValueError(f"transforms: channels must be 'rgb' or 'bgr', got {channels!r}")
-    if not float(pixel_range) > 0:
-        raise ValueError(f"transforms: pixel_range must be > 0, got {pixel_range}")
-    _check_stats(mean, std)
-    return {"channels": channels, "pixel_range": float(pixel_range), "mean": tuple(mean), "std": tuple(std)}
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -63,6 +48,22 @@ def _check_prob(name: str, value: float) -> float:
     return float(value)
 
 
+def input_norm(channels: str = "rgb", pixel_range: float = 1.0, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> dict:
+    """Checked keyword options of the pipelines' normalisation (``data.input_norm``).
+
+    ``channels``: ``rgb`` or ``bgr`` (channel order fed to the network); ``mean``/``std`` are in that
+    order and in units where a pixel spans ``[0, pixel_range]``: ImageNet's torchvision statistics are
+    ``rgb``, 1.0; Caffe's RAM input is ``bgr``, 255, mean (102.7, 115.8, 123.5), std (1, 1, 1).
+    """
+    if channels not in ("rgb", "bgr"):
+        raise ValueError(f"transforms: channels must be 'rgb' or 'bgr', got {channels!r}")
+    if not float(pixel_range) > 0:
+        raise ValueError(f"transforms: pixel_range must be > 0, got {pixel_range}")
+    _check_stats(mean, std)
+    return {"channels": channels, "pixel_range": float(pixel_range), "mean": tuple(mean), "std": tuple(std)}
+
+
 def _to_float(mean: Sequence[float], std: Sequence[float], channels: str = "rgb",
               pixel_range: float = 1.0) -> list[v2.Transform]:
     r = float(pixel_range)
@@ -75,6 +76,20 @@ def _to_float(mean: Sequence[float], std: Sequence[float], channels: str = "rgb"
     return steps + [v2.Normalize(mean=[m / r for m in mean], std=[s_ / r for s_ in std])]
 
 
+def _interpolation(value: str) -> v2.InterpolationMode:
+    if value not in INTERPOLATIONS:
+        raise ValueError(f"transforms: interpolation must be one of {list(INTERPOLATIONS)}, got {value!r}")
+    return INTERPOLATIONS[value]
+
+
+def _resize_steps(geometric: list[v2.Transform], interpolation: str) -> list[v2.Transform]:
+    """Bilinear: resize/crop the decoded tensor (antialiased). Bicubic: on the PIL image with PIL's filter, as
+    ``torchvision.transforms.Resize(..., interpolation=3)`` on a PIL image does (the VehicleNet authors' code)."""
+    if interpolation == "bicubic":
+        return [v2.RGB(), *geometric, v2.ToImage()]
+    return [v2.ToImage(), v2.RGB(), *geometric]
+
+
 def build_train_transform(
     size: Sequence[int],
     pad: int = 10,
@@ -83,6 +98,8 @@ def build_train_transform(
     color_jitter: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    interpolation: str = "bilinear",
+    resized_crop: Mapping[str, Sequence[float]] | None = None,
     channels: str = "rgb",
     pixel_range: float = 1.0,
 ) -> v2.Compose:
@@ -96,7 +113,11 @@ def build_train_transform(
             0.3-3.3, erased to 0 = the mean colour after normalisation); 0 disables.
         color_jitter: brightness/contrast/saturation jitter strength; 0 (default) disables.
         mean, std: normalisation statistics (in ``channels`` order, in ``[0, pixel_range]`` units).
-        channels, pixel_range: see :func:`input_norm`.
+        channels, pixel_range: see :func:`input_norm` (default: RGB in [0, 1]).
+        interpolation: ``bilinear`` (antialiased, on tensors) or ``bicubic`` (PIL's, on the PIL image).
+        resized_crop: ``{scale: [lo, hi], ratio: [lo, hi]}``: after the padding, a RandomResizedCrop back to
+            ``size`` instead of a plain random crop (VehicleNet authors: Pad(15) + RandomResizedCrop(scale
+            (0.75, 1), ratio (0.75, 1.3333)), train_2020.py:118-122).
 
     Returns:
         A callable mapping a PIL image (or uint8 CHW tensor) to a float32 (3, H, W) tensor.
@@ -105,13 +126,23 @@ def build_train_transform(
     input_norm(channels, pixel_range, mean, std)
     flip = _check_prob("flip", flip)
     random_erasing = _check_prob("random_erasing", random_erasing)
+    mode = _interpolation(interpolation)
     if pad < 0 or color_jitter < 0:
         raise ValueError(f"transforms: pad and color_jitter must be >= 0, got pad={pad}, color_jitter={color_jitter}")
-    steps: list[v2.Transform] = [v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True)]
-    if pad > 0:
-        steps.append(v2.RandomCrop((h, w), padding=int(pad), fill=0, padding_mode="constant"))
+    geometric: list[v2.Transform] = [v2.Resize((h, w), interpolation=mode, antialias=True)]
+    if resized_crop is not None:
+        extra = set(resized_crop) - {"scale", "ratio"}
+        if extra or len(resized_crop.get("scale", ())) != 2 or len(resized_crop.get("ratio", ())) != 2:
+            raise ValueError(f"transforms: resized_crop must be {{scale: [lo, hi], ratio: [lo, hi]}}, got {dict(resized_crop)}")
+        if pad > 0:
+            geometric.append(v2.Pad(int(pad), fill=0))
+        geometric.append(v2.RandomResizedCrop((h, w), scale=tuple(resized_crop["scale"]),
+                                              ratio=tuple(resized_crop["ratio"]), interpolation=mode, antialias=True))
+    elif pad > 0:
+        geometric.append(v2.RandomCrop((h, w), padding=int(pad), fill=0, padding_mode="constant"))
     if flip > 0:
-        steps.append(v2.RandomHorizontalFlip(p=flip))
+        geometric.append(v2.RandomHorizontalFlip(p=flip))
+    steps = _resize_steps(geometric, interpolation)
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     steps += _to_float(mean, std, channels, pixel_range)
@@ -120,19 +151,34 @@ def build_train_transform(
     return v2.Compose(steps)
 
 
+def test_input_size(size: Sequence[int], scale: float = 1.0) -> tuple[int, int]:
+    """The test input (H, W): ``size`` x ``scale``, rounded (VehicleNet authors: round(1.1 x inputsize),
+    test_2020.py:137-148)."""
+    h, w = _check_size(size)
+    if not scale > 0:
+        raise ValueError(f"transforms: the test scale must be > 0, got {scale}")
+    return (h, w) if scale == 1 else (round(h * scale), round(w * scale))
+
+
 def build_test_transform(
     size: Sequence[int],
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    scale: float = 1.0,
+    interpolation: str = "bilinear",
     channels: str = "rgb",
     pixel_range: float = 1.0,
 ) -> v2.Compose:
-    """Deterministic test pipeline: warp-resize to (height, width), float32, normalise (see :func:`input_norm`).
+    """Deterministic test pipeline: warp-resize to (height, width) x ``scale``, float32, normalise.
 
-    An image already at (height, width) is not resampled (the resize is the identity)."""
-    h, w = _check_size(size)
+    ``interpolation``: ``bilinear`` (antialiased, on tensors) or ``bicubic`` (PIL's, on the PIL image); an
+    image already at the test size is left as it is either way. ``channels``, ``pixel_range``: see
+    :func:`input_norm`.
+    """
+    h, w = test_input_size(size, scale)
     input_norm(channels, pixel_range, mean, std)
-    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize((h, w), antialias=True),
+    mode = _interpolation(interpolation)
+    return v2.Compose([*_resize_steps([v2.Resize((h, w), interpolation=mode, antialias=True)], interpolation),
                        *_to_float(mean, std, channels, pixel_range)])
 
 

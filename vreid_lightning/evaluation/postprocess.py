@@ -31,6 +31,7 @@ from vreid_lightning.errors import ConfigError
 from .camera_verification import camera_clusters, camera_filter
 from .distance import gallery_distance_fn
 from .ensemble import concat_features
+from .protocols import summarize_ranking
 from .query_expansion import average_query_expansion, database_augmentation, dbscan_query_expansion
 from .rank import RankAccumulator, auto_chunk_size
 from .rerank import KReciprocalIndex
@@ -127,12 +128,6 @@ def _camera_groups(sets: list[FeatureSet], p: dict[str, Any]) -> tuple[np.ndarra
     return labels[: cq.shape[0]], labels[cq.shape[0]:]
 
 
-def _summary(result: dict[str, Any]) -> dict[str, float]:
-    cmc = result["cmc"]
-    return {"mAP": float(result["mAP"]), "rank1": float(cmc[0]), "rank5": float(cmc[4]),
-            "rank10": float(cmc[9]), "mINP": float(result["mINP"])}
-
-
 @torch.no_grad()
 def ranking_blocks(sets: FeatureSet | list[FeatureSet], steps: Any = None, metric: str | None = None,
                    chunk_size: int | None = None, device: str | torch.device = "cpu"
@@ -200,7 +195,7 @@ def postprocess_evaluate(sets: FeatureSet | list[FeatureSet], steps: Any = None,
     for s, block in ranking_blocks(sets, steps, metric, chunk_size, device):
         e = s + block.shape[0]
         acc.update(block, q_ids[s:e], None if q_cams is None else q_cams[s:e])
-    return _summary(acc.compute())
+    return summarize_ranking(acc.compute())
 
 
 def cumulative_table(sets: list[FeatureSet], steps: Any, metric: str | None = None,
@@ -233,27 +228,26 @@ def _listed_order(spec: Any) -> list[str]:
 
 
 def postprocess_test_features(feats: torch.Tensor, eval_set: Any, metrics: dict[str, Any], metric: str,
-                              steps: Any, results_path: str | None, is_global_zero: bool
-                              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The base's test hook: save ``features.npz`` beside the test results (rank 0) and, when ``steps`` are
-    configured (``postprocess=...``), evaluate the post-processed ranking.
+                              steps: Any, features_path: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A test's post-processing (the results writer calls it): save the query/gallery features to
+    ``features_path`` (when given) and, when ``steps`` are configured (``postprocess=...``), evaluate the
+    post-processed ranking.
 
     Returns ``(main metrics, plain metrics before post-processing or None)``: with steps, the main
     metrics are the post-processed ones (``postprocess`` lists the steps applied).
     """
-    from pathlib import Path
-
+    from .protocol_registry import get_protocol
     from .saved_features import from_eval_set, save_features
 
     parsed = parse_steps(steps)
-    if eval_set.protocol != "image":
+    if not get_protocol(eval_set).fixed_query_gallery:
         if parsed:
-            raise ConfigError(f"postprocess: steps {list(parsed)} need a query/gallery (image protocol) test set; "
+            raise ConfigError(f"postprocess: steps {list(parsed)} need a fixed query/gallery test set; "
                               f"this one uses the {eval_set.protocol!r} protocol")
         return metrics, None
     fs = from_eval_set(feats, eval_set, metric)
-    if results_path and is_global_zero:
-        save_features(fs, Path(results_path).with_name("features.npz"))
+    if features_path is not None:
+        save_features(fs, features_path)
     if not parsed:
         return metrics, None
     post = postprocess_evaluate(fs, parsed, metric, device=feats.device)

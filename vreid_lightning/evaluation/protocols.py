@@ -13,12 +13,13 @@ import torch
 
 from .features import evaluate_features
 
-__all__ = ["METRIC_KEYS", "image_protocol", "vehicleid_draw", "vehicleid_protocol_repeats", "vehicleid_protocol"]
+__all__ = ["METRIC_KEYS", "summarize_ranking", "as_float_dict", "image_protocol", "vehicleid_draw", "vehicleid_protocol_repeats", "vehicleid_protocol"]
 
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 
 
-def _summary(result: dict[str, Any]) -> dict[str, float]:
+def summarize_ranking(result: dict[str, Any]) -> dict[str, float]:
+    """The ``METRIC_KEYS`` of an :func:`~.rank.evaluate_rank` result (rank-k from its CMC)."""
     cmc = result["cmc"]
     return {
         "mAP": float(result["mAP"]),
@@ -48,7 +49,7 @@ def image_protocol(
         ``{"mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries"}``.
     """
     result = evaluate_features(q_feats, g_feats, q_ids, g_ids, q_cams, g_cams, metric, 10, chunk_size)
-    return {**_summary(result), "num_valid_queries": result["num_valid_queries"]}
+    return {**summarize_ranking(result), "num_valid_queries": result["num_valid_queries"]}
 
 
 def vehicleid_draw(ids: Any, seed: int = 0, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +98,7 @@ def vehicleid_protocol_repeats(
         res = evaluate_features(
             feats[qt], feats[gt], ids_np[q_idx], ids_np[g_idx], None, None, metric, 10, chunk_size
         )
-        out.append({**_summary(res), "num_valid_queries": res["num_valid_queries"]})
+        out.append({**summarize_ranking(res), "num_valid_queries": res["num_valid_queries"]})
     return out
 
 
@@ -124,3 +125,16 @@ def vehicleid_protocol(
         **{k: float(v.mean()) for k, v in table.items()},
         **{f"{k}_std": float(v.std()) for k, v in table.items()},
     }
+
+
+def as_float_dict(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-able copy of a metrics dict (numpy/tensor scalars to float, nested dicts kept)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out[k] = as_float_dict(v)
+        elif isinstance(v, (str, int)) and not isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, (float, np.floating, np.integer)) or (isinstance(v, torch.Tensor) and v.numel() == 1):
+            out[k] = float(v)
+    return out

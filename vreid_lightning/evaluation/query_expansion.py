@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -100,9 +99,3 @@ def dbscan_query_expansion(q_feats: torch.Tensor, eps: float = 0.5, min_samples:
     out[keep] = F.normalize(sums[lab[keep]], dim=1)
     return out
 
-
-def cluster_sizes(labels: np.ndarray) -> dict[str, int]:
-    """Summary of a DBSCAN labelling: clusters, clustered points, noise points."""
-    labels = np.asarray(labels)
-    return {"clusters": int(labels.max() + 1) if labels.size else 0, "clustered": int((labels >= 0).sum()),
-            "noise": int((labels < 0).sum())}

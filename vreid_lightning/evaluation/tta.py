@@ -1,14 +1,20 @@
 """Test-time augmentation: horizontal flip and multi-scale averaging, and the "cropped image" views of
 VehicleNet sec. IV-C (vehicle boxes from a boxes file or torchvision's Mask R-CNN given local weights).
 
-Multi-scale (VehicleNet sec. V-B, AICity: scale factors [1, 0.9, 0.8]): every scale resizes the original
-image (never the previous scale's output); the features of all scales (each flip-averaged when ``flip``)
-are averaged.
+Multi-scale (VehicleNet sec. V-B, AICity: scale factors [1, 0.9, 0.8]), two readings (``mode``):
+
+- ``original``: every scale resizes the original image (bilinear, antialiased); the features of all scales
+  (each flip-averaged when ``flip``) are averaged.
+- ``authors``: the VehicleNet authors' test code (layumi/AICIty-reID-2020 pytorch/test_2020.py:119-123,
+  213-216): each factor is square-rooted and applied to the previous scale's output
+  (``F.interpolate(scale_factor=...)``, bilinear, no antialias), once for the image and once for its flip;
+  the features are summed (the sum and the mean differ by a global scale only).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,7 +24,8 @@ from torch import Tensor
 
 from vreid_lightning.errors import ConfigError, DatasetFormatError
 
-__all__ = ["multi_scale_features", "read_boxes", "lookup_box", "crop_to_box", "MaskRCNNBoxes", "COCO_VEHICLES"]
+__all__ = ["multi_scale_features", "SCALE_MODES", "read_boxes", "lookup_box", "crop_to_box", "MaskRCNNBoxes",
+           "COCO_VEHICLES"]
 
 COCO_VEHICLES = (3, 4, 6, 8)  # COCO category ids: car, motorcycle, bus, truck
 
@@ -31,23 +38,40 @@ def _resize(images: Tensor, scale: float) -> Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+SCALE_MODES = ("original", "authors")
+
+
+def _authors_views(images: Tensor, scales: Sequence[float], flip: bool):
+    """test_2020.py:213-216: per flip, the square-rooted factors compounded (scale 1 leaves the input as is)."""
+    for view in ([images, torch.flip(images, dims=[3])] if flip else [images]):
+        x = view
+        for s in scales:
+            if s != 1:
+                x = F.interpolate(x, scale_factor=math.sqrt(s), mode="bilinear", align_corners=False)
+            yield x
+
+
 @torch.no_grad()
 def multi_scale_features(extract: Callable[[Tensor], dict[str, Tensor]], images: Tensor,
-                         scales: Sequence[float] = (1.0,), flip: bool = True) -> dict[str, Tensor]:
-    """Named features averaged over ``scales`` (each from the original ``images``) and, with ``flip``,
-    over the horizontal flip of each scale."""
+                         scales: Sequence[float] = (1.0,), flip: bool = True, mode: str = "original"
+                         ) -> dict[str, Tensor]:
+    """Named features averaged over ``scales`` and, with ``flip``, over horizontal flips (``mode``: see the
+    module docstring)."""
     scales = [float(s) for s in scales]
     if not scales or any(not 0 < s <= 4 for s in scales):
         raise ConfigError(f"evaluation.scales: expected scale factors in (0, 4], got {scales}")
+    if mode not in SCALE_MODES:
+        raise ConfigError(f"evaluation.scale_mode={mode!r}: expected one of {list(SCALE_MODES)}")
+    if mode == "authors":
+        views = _authors_views(images, scales, flip)
+    else:
+        views = (v for s in scales for x in [_resize(images, s)] for v in ([x, torch.flip(x, dims=[3])] if flip else [x]))
     total: dict[str, Tensor] = {}
     n = 0
-    for s in scales:
-        x = _resize(images, s)
-        views = [x, torch.flip(x, dims=[3])] if flip else [x]
-        for v in views:
-            for k, f in extract(v).items():
-                total[k] = total[k] + f if k in total else f.clone()
-            n += 1
+    for v in views:  # one view at a time (memory)
+        for k, f in extract(v).items():
+            total[k] = total[k] + f if k in total else f.clone()
+        n += 1
     return {k: v / n for k, v in total.items()}
 
 

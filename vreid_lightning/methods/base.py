@@ -5,10 +5,12 @@ A method subclass supplies the network, the training loss and the named retrieva
 - extracts features for every evaluation image once per evaluation (optional flip averaging),
 - shards the images across ranks without padding (``ShardSampler``) and gathers features with their
   row indices through a torchmetrics ``Metric`` with ``cat`` reduction, de-duplicating by index,
-- evaluates once under the dataset's protocol (image-to-image with junk removal, or VehicleID's
-  repeated random gallery), for the method's main feature and any feature combinations it offers,
+- evaluates once under the dataset's protocol object (:mod:`vreid_lightning.evaluation.protocol_registry`),
+  for the method's main feature and any feature combinations it offers,
 - logs ``val/mAP``, ``val/rank1``, ``val/rank5``, ``val/rank10``, ``val/mINP`` (and ``test/...``) and
-  keeps the results for ``results.json``.
+  keeps the results in ``eval_results`` (the results writer callback writes them; the runner reads them).
+
+Files, pictures and test-time post-processing are the callbacks' (:class:`~vreid_lightning.callbacks.results.ResultsWriter`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torchmetrics
 from hydra.utils import instantiate
@@ -27,21 +28,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.evaluation.protocols import image_protocol, vehicleid_protocol
+from vreid_lightning.data.eval_sets import restrict_eval_set
+from vreid_lightning.evaluation.protocol_registry import run_protocol
+from vreid_lightning.evaluation.protocols import METRIC_KEYS
 
-__all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "METRIC_KEYS", "MONITOR_PREFIX"]
+__all__ = ["FeatureCollector", "ReIDModule", "DEFAULT_EVAL", "MONITOR_PREFIX"]
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 MONITOR_PREFIX = "val_on_test"  # validation on the test protocol's images: logged, never used to select
 DEFAULT_EVAL: dict[str, Any] = {
     "flip": True,          # average the features of the image and its horizontal flip
     "metric": "cosine",    # cosine | euclidean
     "normalize": "l2",     # per-part normalisation before concatenation: l2 | none
     "feature_study": True,  # evaluate every feature combination the method offers (e.g. RAM Table 1)
-    "rank_list": 8,         # queries drawn in rank_list.png beside the test results (0: none)
     "scales": [1.0],        # test-time scales averaged, each resized from the original (VehicleNet AICity: [1, 0.9, 0.8])
+    "scale_mode": "original",  # original | authors (VehicleNet test_2020.py: sqrt'd factors compounded; evaluation.tta)
 }
 
 
@@ -104,9 +106,7 @@ class ReIDModule(L.LightningModule, abc.ABC):
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=max(num_classes, 2))
         self.eval_results: dict[str, dict[str, Any]] = {}
         self._feature_layout: list[tuple[str, int]] | None = None
-        self.results_path: str | None = None  # where test results go (set by the ResultsWriter callback)
         self.last_test_eval: dict[str, Any] | None = None  # the main feature and eval set of the last test
-        self.postprocess_cfg: Any = None  # test-time post-processing steps, cfg.postprocess (set by the runner)
 
     # ------------------------------------------------------------------ subclass API
     @abc.abstractmethod
@@ -116,6 +116,13 @@ class ReIDModule(L.LightningModule, abc.ABC):
     @abc.abstractmethod
     def extract(self, images: Tensor) -> dict[str, Tensor]:
         """Named retrieval features (B, D_i) of a batch of images, in eval mode."""
+
+    def extract_batch(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Named retrieval features of an evaluation batch: ``image`` with its metadata (``index``, ``camid``,
+        ``timestamp``, ``track``, ``attrs``; see :class:`~vreid_lightning.data.datamodule.ImageDataset`).
+        Override for a method that needs side information at test time (a camera or view embedding);
+        default: :meth:`extract` of the images."""
+        return self.extract(batch["image"])
 
     @property
     def main_feature(self) -> str:
@@ -163,6 +170,11 @@ class ReIDModule(L.LightningModule, abc.ABC):
         row-aligned with ``eval_set.split``. Default: none (RNN-HA: its model-level accuracy)."""
         return {}
 
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Name -> width of the named features extracted so far (empty before the first evaluation batch)."""
+        return dict(self._feature_layout or [])
+
     # ------------------------------------------------------------------ helpers
     def _feature_names(self) -> list[str]:
         assert self._feature_layout is not None, "features have not been extracted yet"
@@ -184,17 +196,32 @@ class ReIDModule(L.LightningModule, abc.ABC):
         return stage
 
     @torch.no_grad()
-    def extract_eval_features(self, images: Tensor) -> dict[str, Tensor]:
+    def extract_eval_features(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """:meth:`extract_batch` with the configured test-time flip and scales."""
+        def extract(images: Tensor) -> dict[str, Tensor]:
+            return self.extract_batch({**batch, "image": images})
+
+        images = batch["image"]
         scales = list(self.eval_cfg["scales"])
         if scales != [1.0]:  # multi-scale test-time augmentation (evaluation.tta)
             from vreid_lightning.evaluation.tta import multi_scale_features
 
-            return multi_scale_features(self.extract, images, scales, bool(self.eval_cfg["flip"]))
-        feats = self.extract(images)
+            return multi_scale_features(extract, images, scales, bool(self.eval_cfg["flip"]),
+                                        str(self.eval_cfg["scale_mode"]))
+        feats = extract(images)
         if self.eval_cfg["flip"]:
-            flipped = self.extract(torch.flip(images, dims=[3]))
+            flipped = extract(torch.flip(images, dims=[3]))
             feats = {k: (v + flipped[k]) / 2 for k, v in feats.items()}
         return feats
+
+    @torch.no_grad()
+    def main_features(self, batch: dict[str, Any]) -> Tensor:
+        """The tested feature (:attr:`main_feature`, with the test-time flip and scales) of one batch, as the
+        evaluation computes it; for tools that extract outside a test loop (``evaluate --extract-crops``)."""
+        named = self.extract_eval_features(batch)
+        if self._feature_layout is None:
+            self._feature_layout = [(k, int(v.shape[1])) for k, v in named.items()]
+        return self.feature_combinations(named, study=False)[self.main_feature]
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -219,7 +246,7 @@ class ReIDModule(L.LightningModule, abc.ABC):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any]) -> None:
-        feats = self.extract_eval_features(batch["image"])
+        feats = self.extract_eval_features(batch)
         if self._feature_layout is None:
             self._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
         self.collector.update(torch.cat([feats[k] for k, _ in self._feature_layout], dim=1), batch["index"])
@@ -233,7 +260,7 @@ class ReIDModule(L.LightningModule, abc.ABC):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """The features a test run computes for ``batch["image"]`` (test-time flip/scales, every feature
         combination the method offers): ``{"index": rows, "features": {combination: (B, D)}}``."""
-        feats = self.extract_eval_features(batch["image"])
+        feats = self.extract_eval_features(batch)
         if self._feature_layout is None:
             self._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
         return {"index": batch["index"], "features": self.feature_combinations(feats, study=True)}
@@ -274,14 +301,6 @@ class ReIDModule(L.LightningModule, abc.ABC):
         combos = self.feature_combinations(feats, study=bool(self.eval_cfg["feature_study"]))
         results = {name: run_protocol(f, eval_set, self.eval_cfg["metric"]) for name, f in combos.items()}
         main = results[self.main_feature]
-        if stage == "test":  # features.npz beside the results; post-processed main metrics (evaluation.postprocess)
-            from vreid_lightning.evaluation.postprocess import postprocess_test_features
-
-            main, plain = postprocess_test_features(combos[self.main_feature], eval_set, main, self.eval_cfg["metric"],
-                                                    self.postprocess_cfg, self.results_path, self.trainer.is_global_zero)
-            if plain is not None:
-                results[self.main_feature] = main
-                results[f"{self.main_feature} (before postprocess)"] = plain
         extra = {k: float(v) for k, v in self.extra_metrics(feats, eval_set).items()}
         if extra:
             main = {**main, "extra": extra}
@@ -294,77 +313,7 @@ class ReIDModule(L.LightningModule, abc.ABC):
             for key in ("mAP", "rank1", "rank5"):
                 self.log(f"{prefix}/{size}/{key}", float(metrics[key]))
         self.eval_results[stage] = {"main": self.main_feature, "metrics": main, "features": results}
-        if stage == "test":  # the results writer (vreid_lightning.callbacks.ResultsWriter) draws the rank list
-            self.last_test_eval = {"features": combos[self.main_feature], "eval_set": eval_set}
+        if stage == "test":  # for the results writer: post-processing, features.npz and pictures
+            self.last_test_eval = {"features": combos[self.main_feature], "eval_set": eval_set,
+                                   "metric": self.eval_cfg["metric"]}
 
-
-def save_test_rank_list(feats: Tensor, eval_set: Any, metric: str, num_queries: int, path: Path) -> Path:
-    """Rank list of the first ``num_queries`` queries of distinct identities (top 10, junk removed)."""
-    from vreid_lightning.evaluation.distance import compute_distance
-    from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
-
-    split = eval_set.split
-    q_rows, g_rows = eval_set.groups["query"], eval_set.groups["gallery"]
-    _, first = np.unique(split.pids[q_rows], return_index=True)
-    q_rows = q_rows[np.sort(first)[:num_queries]]
-    dev = feats.device
-    dist = compute_distance(feats[torch.as_tensor(q_rows, device=dev)], feats[torch.as_tensor(g_rows, device=dev)],
-                            metric=metric)
-    has_cams = bool((split.camids >= 0).all())
-    ranked = top_k_valid(dist.cpu().numpy(), split.pids[q_rows], split.pids[g_rows],
-                         split.camids[q_rows] if has_cams else None, split.camids[g_rows] if has_cams else None, 10)
-    return save_rank_list([split.paths[i] for i in q_rows], split.pids[q_rows].tolist(),
-                          [split.paths[i] for i in g_rows], split.pids[g_rows].tolist(), ranked, path)
-
-
-def restrict_eval_set(eval_set: Any, rows: np.ndarray) -> Any:
-    """The eval set limited to ``rows`` (sorted, unique): renumbered, groups intersected."""
-    from vreid_lightning.data.datamodule import EvalSet
-
-    remap = np.full(len(eval_set.split), -1, dtype=np.int64)
-    remap[rows] = np.arange(len(rows))
-    groups = {k: remap[v][remap[v] >= 0] for k, v in eval_set.groups.items()}
-    return EvalSet(eval_set.split.subset(rows), eval_set.protocol, groups, eval_set.options)
-
-
-def run_protocol(feats: Tensor, eval_set: Any, metric: str) -> dict[str, Any]:
-    """Evaluate features (rows of ``eval_set.split``) under the set's protocol.
-
-    Returns a flat dict of metrics (fractions); VehicleID adds ``<metric>_std`` for the main size
-    (the first listed) and ``sizes`` with every size's metrics.
-    """
-    split = eval_set.split
-    if eval_set.protocol == "image":
-        q, g = eval_set.groups["query"], eval_set.groups["gallery"]
-        qt, gt = torch.as_tensor(q, device=feats.device), torch.as_tensor(g, device=feats.device)
-        cams = split.camids
-        has_cams = bool((cams >= 0).all())
-        return image_protocol(
-            feats[qt], feats[gt], split.pids[q], split.pids[g],
-            cams[q] if has_cams else None, cams[g] if has_cams else None, metric=metric,
-        )
-    if eval_set.protocol == "vehicleid":
-        opts = eval_set.options
-        sizes = {}
-        for size, rows in eval_set.groups.items():
-            rt = torch.as_tensor(rows, device=feats.device)
-            sizes[size] = vehicleid_protocol(
-                feats[rt], split.pids[rows], repeats=int(opts.get("repeats", 10)),
-                seed=int(opts.get("seed", 0)), metric=metric,
-            )
-        first = next(iter(sizes))
-        return {**sizes[first], "main_size": first, "sizes": sizes}
-    raise ValueError(f"unknown protocol {eval_set.protocol!r}")
-
-
-def as_float_dict(metrics: dict[str, Any]) -> dict[str, Any]:
-    """JSON-able copy of a metrics dict (numpy/tensor scalars to float, nested dicts kept)."""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out[k] = as_float_dict(v)
-        elif isinstance(v, (str, int)) and not isinstance(v, bool):
-            out[k] = v
-        elif isinstance(v, (float, np.floating, np.integer)) or (isinstance(v, Tensor) and v.numel() == 1):
-            out[k] = float(v)
-    return out

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -133,10 +132,10 @@ class RAMModule(ReIDModule):
         from vreid_lightning.data.datamodule import ImageDataset
         from vreid_lightning.data.transforms import build_test_transform, input_norm
 
+        from vreid_lightning.data.eval_sets import one_image_per_identity
+
         split = dm.eval_set.split
-        rows = dm.eval_set.groups.get("query", np.arange(len(split)))
-        _, first = np.unique(split.pids[rows], return_index=True)
-        pick = rows[np.sort(first)[: self.num_figures]]
+        pick = one_image_per_identity(dm.eval_set, self.num_figures)
         norm = getattr(dm, "input_norm", None) or input_norm()  # the run's input (the authors': BGR 0-255)
         ds = ImageDataset(split, build_test_transform(dm.image_size, **norm))
         x = torch.stack([ds[int(i)]["image"] for i in pick])

@@ -167,40 +167,17 @@ class RNNHAModule(ReIDModule):
         from vreid_lightning.data.transforms import build_test_transform, denormalize
         from vreid_lightning.viz.response_maps import save_response_grid
 
+        from vreid_lightning.data.eval_sets import one_image_per_identity
+
         split = dm.eval_set.split
-        rows = dm.eval_set.groups.get("query", np.arange(len(split)))
-        _, first = np.unique(split.pids[rows], return_index=True)
-        pick = rows[np.sort(first)[: self.num_figures]]
+        pick = one_image_per_identity(dm.eval_set, self.num_figures)
         ds = ImageDataset(split, build_test_transform(dm.image_size))
         x = torch.stack([ds[int(i)]["image"] for i in pick])
         maps = {"attention a (Eq. 7)": self.attention_maps(x)}
         return save_response_grid(denormalize(x, clamp=True), maps, path)
 
     def rank_list_figure(self, feats: Tensor, eval_set: Any, path: Path) -> Path:
-        """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity.
+        """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity."""
+        from vreid_lightning.viz.ranklist import save_outcome_rank_list
 
-        VehicleID protocol: the first test size's first seeded gallery draw (one image per vehicle).
-        """
-        from vreid_lightning.evaluation.distance import compute_distance
-        from vreid_lightning.evaluation.protocols import vehicleid_draw
-        from vreid_lightning.viz.ranklist import save_rank_list, select_queries, top_k_valid
-
-        split = eval_set.split
-        cams = None
-        if eval_set.protocol == "image":
-            q_rows, g_rows = eval_set.groups["query"], eval_set.groups["gallery"]
-            if bool((split.camids >= 0).all()):
-                cams = split.camids
-        else:
-            rows = next(iter(eval_set.groups.values()))
-            q, g = vehicleid_draw(split.pids[rows], int(eval_set.options.get("seed", 0)), 0)
-            q_rows, g_rows = rows[q], rows[g]
-        dev = feats.device
-        dist = compute_distance(feats[torch.as_tensor(q_rows, device=dev)], feats[torch.as_tensor(g_rows, device=dev)],
-                                metric=self.eval_cfg["metric"]).cpu().numpy()
-        q_ids, g_ids = split.pids[q_rows], split.pids[g_rows]
-        ranked = top_k_valid(dist, q_ids, g_ids, None if cams is None else cams[q_rows],
-                             None if cams is None else cams[g_rows], 5)
-        pick = select_queries(ranked, q_ids, g_ids, *self.rank_list_counts)
-        return save_rank_list([split.paths[i] for i in q_rows[pick]], q_ids[pick].tolist(),
-                              [split.paths[i] for i in g_rows], g_ids.tolist(), ranked[pick], path, legend=True)
+        return save_outcome_rank_list(feats, eval_set, self.eval_cfg["metric"], *self.rank_list_counts, path)

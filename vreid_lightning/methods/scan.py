@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -223,10 +222,10 @@ def _figure_batch(dm: Any, n: int) -> tuple[Tensor, Tensor]:
     from vreid_lightning.data.datamodule import ImageDataset
     from vreid_lightning.data.transforms import build_test_transform, denormalize
 
+    from vreid_lightning.data.eval_sets import one_image_per_identity
+
     split = dm.eval_set.split
-    rows = dm.eval_set.groups.get("query", np.arange(len(split)))
-    _, first = np.unique(split.pids[rows], return_index=True)
-    pick = rows[np.sort(first)[:n]]
+    pick = one_image_per_identity(dm.eval_set, n)
     ds = ImageDataset(split, build_test_transform(dm.image_size))
     x = torch.stack([ds[int(i)]["image"] for i in pick])
     return x, denormalize(x, clamp=True)

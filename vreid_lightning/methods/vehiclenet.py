@@ -29,6 +29,8 @@ __all__ = ["VehicleNetModule", "CLASSIFIER_PREFIX"]
 log = logging.getLogger(__name__)
 
 CLASSIFIER_PREFIX = "net.classifier."  # fc2: never carried from one stage to the next (sec. IV-B)
+#: backbone options a checkpoint may omit, at the value they then had (their defaults)
+_DEFAULTS: dict[str, Any] = {"last_stride": 2, "final_relu": True, "implementation": "timm"}
 
 
 class VehicleNetModule(ReIDModule):
@@ -43,6 +45,9 @@ class VehicleNetModule(ReIDModule):
         loss: keyword arguments of :class:`CrossEntropyLoss` (``label_smoothing``).
         backbone_lr_mult: learning-rate factor of the backbone relative to the new layers
             (authors' code: 0.1).
+        loss_warmup_epochs: the authors' warm-up (train_2020.py:256-258,350-352): over the first this many
+            epochs the loss is scaled by a factor rising from 0.1 by 0.9 / (round(images / batch) x epochs)
+            per iteration (the loss, not the learning rate: weight decay is not warmed up). 0: none.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: identities in the activation-heatmap figure (Fig. 7; 0: no figures).
@@ -58,6 +63,7 @@ class VehicleNetModule(ReIDModule):
         net: Mapping[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
         backbone_lr_mult: float = 0.1,
+        loss_warmup_epochs: int = 0,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
@@ -72,6 +78,9 @@ class VehicleNetModule(ReIDModule):
         self.net = VehicleNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
         self.criterion = CrossEntropyLoss(**dict(loss or {}))
         self.backbone_lr_mult = float(backbone_lr_mult)
+        if int(loss_warmup_epochs) < 0:
+            raise ConfigError(f"model.loss_warmup_epochs={loss_warmup_epochs}: expected >= 0")
+        self.loss_warmup_epochs = int(loss_warmup_epochs)
         self.num_figures = int(figures)
         self.figure_images = int(figure_images)
 
@@ -79,7 +88,15 @@ class VehicleNetModule(ReIDModule):
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         out = self.net(batch["image"])
         ce = self.criterion(out.logits, batch["pid"])  # Eq. 4 / Eq. 6: the mean over the batch, sources alike
+        if self.loss_warmup_epochs and self.current_epoch < self.loss_warmup_epochs:
+            return ce * self.warmup_factor(), {"ce": ce}, out.logits
         return ce, {"ce": ce}, out.logits
+
+    def warmup_factor(self) -> float:
+        """The authors' loss factor at this optimizer step: min(1, 0.1 + 0.9 (step + 1) / warm_iterations)."""
+        dm = self.trainer.datamodule
+        per_epoch = max(1, round(len(dm.train_split) / dm.batch_size))  # train_2020.py:258
+        return min(1.0, 0.1 + 0.9 * (self.global_step + 1) / (per_epoch * self.loss_warmup_epochs))
 
     def extract(self, images: Tensor) -> dict[str, Tensor]:
         return self.net(images).features
@@ -100,6 +117,39 @@ class VehicleNetModule(ReIDModule):
              "name": "new_layers"},
         ]
 
+    # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint built with other backbone options (a stride changes no shape, only every map);
+        when only testing, take over a checkpoint's ``fc2`` of another class count (it plays no part in the
+        feature: an imported stage-I model tested on its target)."""
+        where = getattr(getattr(self, "_trainer", None), "ckpt_path", None) or "the checkpoint"
+        self._check_backbone(checkpoint, where)
+        weight = checkpoint.get("state_dict", {}).get(CLASSIFIER_PREFIX + "weight")
+        if weight is None or tuple(weight.shape) == tuple(self.net.classifier.weight.shape):
+            return
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None and trainer.state.fn == "fit":
+            raise ConfigError(f"{where}: its classifier has {weight.shape[0]} classes, this run's data "
+                              f"{self.net.num_classes}: train from it with init_from= (a new fc2), not ckpt_path=")
+        log.info("%s: fc2 of %d classes taken over for testing (this data has %d; fc2 is not part of the feature)",
+                 where, weight.shape[0], self.net.num_classes)
+        self.net.reset_classifier(int(weight.shape[0]))
+
+    def _check_backbone(self, checkpoint: Mapping[str, Any], where: Any) -> None:
+        """Refuse ``checkpoint`` when its backbone options (stride, ReLU, implementation ...) differ from ours."""
+        own = dict(self.hparams.get("backbone") or {})
+        theirs = dict((checkpoint.get("hyper_parameters") or {}).get("backbone") or {})
+        loading = {"pretrained", "weights", "strict"}
+
+        def opt(d: dict[str, Any], k: str) -> Any:
+            return d.get(k, _DEFAULTS.get(k))
+
+        diff = sorted(k for k in (set(own) | set(theirs)) - loading if theirs and opt(own, k) != opt(theirs, k))
+        if diff:
+            raise ConfigError(f"{where} was built with " + ", ".join(f"backbone.{k}={opt(theirs, k)!r}" for k in diff)
+                              + "; this run has " + ", ".join(f"{opt(own, k)!r}" for k in diff)
+                              + ": set them as the checkpoint has them")
+
     # ------------------------------------------------------------------ staged training
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
         """Carry everything but the classifier over from a previous stage's checkpoint (sec. IV-B).
@@ -111,6 +161,7 @@ class VehicleNetModule(ReIDModule):
         if not path.is_file():
             raise ConfigError(f"init_from: checkpoint {path} does not exist")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        self._check_backbone(ckpt if isinstance(ckpt, dict) else {}, f"init_from: {path}")
         state = ckpt.get("state_dict", ckpt)
         own = self.state_dict()
         carried = {k: v for k, v in state.items() if k.startswith("net.") and not k.startswith(CLASSIFIER_PREFIX)}

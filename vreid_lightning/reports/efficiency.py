@@ -118,9 +118,8 @@ def model_size(pl_module: L.LightningModule) -> dict[str, Any]:
         "params": int(sum(p.numel() for p in pl_module.parameters())),
         "params_trainable": int(sum(p.numel() for p in pl_module.parameters() if p.requires_grad)),
     }
-    layout = getattr(pl_module, "_feature_layout", None)
-    if layout:
-        dims = dict(layout)
+    dims = getattr(pl_module, "feature_dims", None)  # ReIDModule: name -> width of the extracted features
+    if dims:
         main = str(getattr(pl_module, "main_feature", ""))
         parts = main.split("+") if main else []
         out["feature_dim"] = sum(dims[p] for p in parts) if parts and all(p in dims for p in parts) else sum(dims.values())

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vreid_lightning.callbacks.checkpoint import (BestCheckpoint, LastCheckpoint, atomic_torch_save,
                                                   has_held_out_split, read_checkpoint)
-from vreid_lightning.callbacks.results import TEST_RESULTS
+from vreid_lightning.callbacks.results import TEST_RESULTS, ResultsWriter
+from vreid_lightning.evaluation.protocols import as_float_dict
 from vreid_lightning.runner.instantiate import instantiate_callbacks, instantiate_loggers
 
 __all__ = ["make_trainer", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
@@ -40,7 +41,8 @@ def stage_dir(out: Path, stage: str | None) -> Path:
 def make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[str, Any] | None = None) -> L.Trainer:
     """The Lightning trainer of one run or stage: ``cfg.trainer`` + ``cfg.callbacks`` + ``cfg.logger``.
 
-    Every callback with an ``output_dir`` attribute writes into the stage's directory.
+    The trainer's ``default_root_dir`` is the run's (or, in a staged run, the stage's) directory: callbacks
+    write there.
     """
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     tcfg.update(overrides or {})
@@ -48,10 +50,7 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[
         tcfg["enable_progress_bar"] = sys.stderr.isatty()
     loggers = instantiate_loggers(cfg, out, stage)
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    for cb in callbacks:
-        if hasattr(cb, "output_dir"):
-            cb.output_dir = str(stage_dir(out, stage))
-    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir(out, stage)))
 
 
 def _accepts(target: str, name: str) -> bool:
@@ -93,6 +92,22 @@ def _selected(trainer: L.Trainer, train: bool, ckpt_path: str | None, sdir: Path
     return last.last_path or (str(fallback) if fallback.is_file() else None), SELECT_LAST
 
 
+def _test_results(trainer: L.Trainer, model: L.LightningModule, sdir: Path) -> dict[str, Any]:
+    """The test's results, in memory: the results writer's (post-processed, as written), else the module's.
+
+    Under ``ddp_spawn`` the test ran in worker processes and neither object here saw it: the results are
+    those the writer wrote there (``test_results.json``), the one case read from disk.
+    """
+    writer = next((c for c in trainer.callbacks if isinstance(c, ResultsWriter)), None)
+    if writer is not None and writer.results is not None:
+        return writer.results
+    own = getattr(model, "eval_results", {}).get("test")
+    if own is not None:
+        return as_float_dict(own)
+    rfile = sdir / TEST_RESULTS
+    return json.loads(rfile.read_text()) if writer is not None and rfile.is_file() else {}
+
+
 def _record(path: str | None, rule: str) -> dict[str, Any]:
     rec: dict[str, Any] = {"path": path, "rule": rule}
     if path:
@@ -129,7 +144,6 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
     """
     trainer = make_trainer(cfg, out, stage)
     sdir = stage_dir(out, stage)
-    model.postprocess_cfg = OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None
     train = bool(cfg.get("train", True))
     if ckpt_path:
         read_checkpoint(ckpt_path, "ckpt_path")  # one clear error for a file that is not a checkpoint
@@ -145,10 +159,8 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
                 trainer.test(model, datamodule=dm, ckpt_path=tested, weights_only=False)
             else:
                 trainer.test(model, datamodule=dm)
-        if trainer.is_global_zero:
-            # read back from the file rank 0 wrote: under ddp_spawn the evaluation ran in other processes
-            rfile = sdir / TEST_RESULTS
-            results = json.loads(rfile.read_text()) if rfile.is_file() else {}
+        if trainer.is_global_zero and cfg.get("test", True):
+            results = _test_results(trainer, model, sdir)
             extra: list[Path] = []
             try:  # a picture never costs the results
                 if extra_figures is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from vreid_lightning.methods.base import METRIC_KEYS, as_float_dict
+from vreid_lightning.evaluation.protocols import METRIC_KEYS, as_float_dict
 
 __all__ = ["summary", "format_results_table", "write_results", "test_record"]
 

@@ -22,7 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from vreid_lightning.callbacks.checkpoint import read_checkpoint
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.methods.base import as_float_dict
+from vreid_lightning.evaluation.protocols import as_float_dict
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
 from vreid_lightning.runner.results import summary
@@ -167,7 +167,7 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
             if i == len(selected) - 1:
                 def figure(best: str | None, cls: Any = type(model), done_ckpts: dict = dict(stage_ckpts),
                            name: str = name) -> list[Path]:
-                    fig = cls.staged_figure(dm, out, {**done_ckpts, name: best}) if hasattr(cls, "staged_figure") else None
+                    fig = cls.staged_figure(dm, out, {**done_ckpts, name: best})
                     return [fig] if fig is not None else []
             res, record = fit_and_test(cfg_s, dm, model, out, name, ckpt, figure)
             if not record.get("path"):

@@ -20,38 +20,9 @@ __all__ = ["eval_set_cmc_curves", "save_cmc_curve", "save_test_cmc"]
 
 def eval_set_cmc_curves(feats: torch.Tensor, eval_set: Any, metric: str, max_rank: int = 50) -> dict[str, np.ndarray]:
     """CMC curves (fractions, rank 1..K) of features whose rows are ``eval_set.split``'s."""
-    from vreid_lightning.evaluation.features import evaluate_features
-    from vreid_lightning.evaluation.protocols import vehicleid_draw
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
 
-    split = eval_set.split
-    dev = feats.device
-    if eval_set.protocol == "image":
-        q, g = eval_set.groups["query"], eval_set.groups["gallery"]
-        cams = split.camids
-        has_cams = bool((cams >= 0).all())
-        k = max(1, min(max_rank, len(g)))
-        res = evaluate_features(feats[torch.as_tensor(q, device=dev)], feats[torch.as_tensor(g, device=dev)],
-                                split.pids[q], split.pids[g], cams[q] if has_cams else None,
-                                cams[g] if has_cams else None, metric, k)
-        return {"all queries": np.asarray(res["cmc"], dtype=np.float64)}
-    if eval_set.protocol == "vehicleid":
-        opts = eval_set.options
-        repeats, seed = int(opts.get("repeats", 10)), int(opts.get("seed", 0))
-        curves = {}
-        for size, rows in eval_set.groups.items():
-            ids = split.pids[rows]
-            sub = feats[torch.as_tensor(rows, device=dev)]
-            per = []
-            for r in range(repeats):
-                qi, gi = vehicleid_draw(ids, seed, r)
-                k = max(1, min(max_rank, len(gi)))
-                res = evaluate_features(sub[torch.as_tensor(qi, device=dev)], sub[torch.as_tensor(gi, device=dev)],
-                                        ids[qi], ids[gi], None, None, metric, k)
-                per.append(np.asarray(res["cmc"], dtype=np.float64))
-            n = min(len(c) for c in per)
-            curves[f"test size {size}"] = np.mean([c[:n] for c in per], axis=0)
-        return curves
-    raise ValueError(f"unknown protocol {eval_set.protocol!r}")
+    return get_protocol(eval_set).cmc_curves(feats, eval_set, metric, max_rank)
 
 
 def save_cmc_curve(curves: Mapping[str, Sequence[float]], path: str | Path, title: str = "CMC") -> Path:

@@ -8,13 +8,13 @@ thicker red frame than the green one of a true match, so failure cases read at a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-__all__ = ["save_rank_list", "select_queries", "top_k_valid", "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB",
-           "UNKNOWN_RGB"]
+__all__ = ["save_rank_list", "select_queries", "top_k_valid", "save_test_rank_list", "save_outcome_rank_list",
+           "QUERY_RGB", "MATCH_RGB", "FALSE_POSITIVE_RGB", "UNKNOWN_RGB"]
 
 QUERY_RGB = (40, 90, 220)
 MATCH_RGB = (30, 170, 60)
@@ -130,3 +130,45 @@ def save_rank_list(query_paths: Sequence[str], query_ids: Sequence[int], gallery
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+
+def _ranked(feats: Any, eval_set: Any, metric: str, k: int, num_queries: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(query rows, gallery rows, top-k valid gallery positions per query)`` of the protocol's query/gallery
+    split; with ``num_queries``, only the first queries of that many distinct identities."""
+    import torch
+
+    from vreid_lightning.data.eval_sets import one_image_per_identity
+    from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
+
+    q_rows, g_rows, cams = get_protocol(eval_set).query_gallery(eval_set)
+    if num_queries is not None:
+        q_rows = one_image_per_identity(eval_set, num_queries, rows=q_rows)
+    pids, dev = eval_set.split.pids, feats.device
+    dist = compute_distance(feats[torch.as_tensor(q_rows, device=dev)], feats[torch.as_tensor(g_rows, device=dev)],
+                            metric=metric).cpu().numpy()
+    ranked = top_k_valid(dist, pids[q_rows], pids[g_rows], None if cams is None else cams[q_rows],
+                         None if cams is None else cams[g_rows], k)
+    return q_rows, g_rows, ranked
+
+
+def save_test_rank_list(feats: Any, eval_set: Any, metric: str, num_queries: int, path: str | Path) -> Path:
+    """Top-10 rank list of the first ``num_queries`` queries of distinct identities (junk removed)."""
+    q_rows, g_rows, ranked = _ranked(feats, eval_set, metric, 10, num_queries)
+    split = eval_set.split
+    return save_rank_list([split.paths[i] for i in q_rows], split.pids[q_rows].tolist(),
+                          [split.paths[i] for i in g_rows], split.pids[g_rows].tolist(), ranked, path)
+
+
+def save_outcome_rank_list(feats: Any, eval_set: Any, metric: str, successes: int, failures: int,
+                           path: str | Path, k: int = 5) -> Path:
+    """Top-``k`` lists of ``successes`` queries whose rank-1 is right, then ``failures`` whose rank-1 is wrong,
+    one per identity (RNN-HA Fig. 4). VehicleID: the first test size's first seeded gallery draw."""
+    q_rows, g_rows, ranked = _ranked(feats, eval_set, metric, k)
+    split = eval_set.split
+    q_ids, g_ids = split.pids[q_rows], split.pids[g_rows]
+    pick = select_queries(ranked, q_ids, g_ids, successes, failures)
+    return save_rank_list([split.paths[i] for i in q_rows[pick]], q_ids[pick].tolist(),
+                          [split.paths[i] for i in g_rows], g_ids.tolist(), ranked[pick], path, legend=True)

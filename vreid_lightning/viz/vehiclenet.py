@@ -116,7 +116,7 @@ def _eval_features(model: Any, dm: Any) -> Tensor:
     parts, rows = [], []
     try:
         for batch in loader:
-            f = model.extract_eval_features(batch["image"].to(model.device))[model.main_feature]
+            f = model.main_features({**batch, "image": batch["image"].to(model.device)})
             parts.append(torch.nn.functional.normalize(f, dim=1).cpu())
             rows.append(batch["index"])
     finally:

@@ -21,15 +21,29 @@ _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?
 
 
 class DenseNet121(Backbone):
-    """DenseNet-121 ``features`` including the final norm5, followed by ReLU (no pooling/classifier)."""
+    """DenseNet-121 ``features`` including the final norm5, then ReLU as torchvision's classifier path.
 
-    def __init__(self) -> None:
+    Args:
+        last_stride: stride of transition3's 2x2 average pool (2 as in the original). 1 is what the
+            VehicleNet authors call stride 1 for DenseNet (layumi/AICIty-reID-2020 pytorch/model.py:197-198,
+            ``transition3.pool.stride = 1``): the 2x2 pool slides by 1, so the map is H/16 - 1.
+        final_relu: apply ReLU to norm5 (torchvision's ``DenseNet.forward``). ``False``: return norm5 itself,
+            as the VehicleNet authors pool it (model.py:209,223: ``features.avgpool`` appended after norm5).
+    """
+
+    def __init__(self, last_stride: int = 2, final_relu: bool = True) -> None:
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         super().__init__(out_channels=1024)
         self.features = tv_densenet121(weights=None).features  # torchvision's init: Kaiming-normal convs
+        self.features.transition3.pool.stride = last_stride
+        self.last_stride = last_stride
+        self.final_relu = bool(final_relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return relu(norm5(...)): (B, 1024, H/32, W/32)."""
-        return F.relu(self.features(x))
+        """Return relu(norm5(...)) (or norm5 with ``final_relu=False``): (B, 1024, H/32, W/32)."""
+        x = self.features(x)
+        return F.relu(x) if self.final_relu else x
 
     def convert_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename legacy dense-layer keys and drop torchvision's classifier."""
