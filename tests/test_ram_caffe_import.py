@@ -161,7 +161,7 @@ def test_converted_checkpoint_is_tested_by_the_cli(tmp_path):
     convert(tmp_path / "m.caffemodel", tmp_path / "m.ckpt", overrides=TINY)
     cmd = [sys.executable, "-m", "vreid_lightning", "+experiment=ram_veri_authors", f"data.root={world}",
            "train=false", f"ckpt_path={tmp_path / 'm.ckpt'}", "trainer=cpu", "data.num_workers=0",
-           "data.image_size=[48,48]", "model.evaluation.feature_study=false", "+model.evaluation.rank_list=0",
+           "data.image_size=[48,48]", "model.evaluation.feature_study=false",
            f"paths.log_dir={tmp_path / 'runs'}", "trainer.enable_progress_bar=false", *TINY]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
