@@ -165,7 +165,9 @@ def test_synth_writes_the_custom_layout(custom_world: Path):
 # experiments that set data keys of their own (rnn_ha: data.synthetic; vehiclenet: dataset, options, sources).
 METHOD_OVERRIDES = {
     "scan_synthetic": ["model.net.reduction=4"],
-    "ram_synthetic": ["data.attributes=[colour,type]", "model.net.region_fc_dims=[32]", "model.net.attr_dim=32"],
+    # 96x96: at 64x64 VGG_CNN_M's map has 3 rows, too few for 3 distinct regions (refused since issue 24)
+    "ram_synthetic": ["data.attributes=[colour,type]", "model.net.region_fc_dims=[32]", "model.net.attr_dim=32",
+                      "data.image_size=[96,96]"],
     "rnn_ha_synthetic": ["data.synthetic=null", "data.attributes=[colour,type]", "model.net.hidden_size=16",
                          "model.net.transformer_dims=[16]"],
     "vehiclenet_synthetic": ["data.synthetic=null", "data.dataset=custom", "~data.dataset_options.val_seed",
@@ -177,11 +179,13 @@ METHOD_OVERRIDES = {
 def test_every_method_runs_on_custom(name: str, custom_world: Path, tmp_path: Path):
     from vreid_lightning.run import run
 
-    over = ["data=custom", f"data.root={custom_world}", "data.image_size=[64,64]", "data.batch_size=8",
+    size = [] if any(o.startswith("data.image_size") for o in METHOD_OVERRIDES[name]) else ["data.image_size=[64,64]"]
+    over = ["data=custom", f"data.root={custom_world}", *size, "data.batch_size=8",
             "data.num_instances=2", "data.eval_batch_size=32", "data.num_workers=0", "backbone.width_mult=0.125",
             "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", "logger=none", *METHOD_OVERRIDES[name]]
     results = run(compose([f"+experiment={name}", *over], tmp_path))
-    assert 0.0 <= results["test"]["mAP"] <= 1.0
+    tested = results["partial_test"] if "partial" in results else results["test"]  # fast_dev_run may cut it short
+    assert 0.0 <= tested["mAP"] <= 1.0
 
 
 def test_folders_root_one_level_too_high_is_one_error(custom_world: Path):

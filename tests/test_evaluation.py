@@ -256,7 +256,7 @@ def test_image_protocol_keys_and_values():
     g = torch.tensor(centres[gi] + 0.3 * rng.standard_normal((30, 4)), dtype=torch.float32)
     q = torch.tensor(centres[qi], dtype=torch.float32)
     out = image_protocol(q, g, qi, gi, qc, gc, "euclidean")
-    assert set(out) == {"mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries"}
+    assert set(out) == {"mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries", "num_queries"}
     ref = reference_eval(compute_distance(q, g, "euclidean").numpy(), qi, gi, qc, gc, 10)
     assert out["num_valid_queries"] == 5
     assert out["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)

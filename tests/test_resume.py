@@ -105,7 +105,8 @@ def test_kill_and_resume_a_staged_run_gives_the_uninterrupted_metrics(tmp_path: 
                               weights_only=False)["epoch"]
     assert 1 <= killed_epoch <= 2
 
-    p = run_cli([*_staged_args(tmp_path / "resume_hydra"), f"resume={killed}"], REPO, timeout=600)
+    # SIGKILL left the run-directory lock behind: a resume breaks it explicitly (runner.lock)
+    p = run_cli([*_staged_args(tmp_path / "resume_hydra"), f"resume={killed}", "break_lock=true"], REPO, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "finished before, results read back" in p.stdout + p.stderr
     a = json.loads((full / "results.json").read_text())

@@ -63,14 +63,14 @@ def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_wor
     assert cfg.model._target_ == "vreid_lightning.methods.rnn_ha.RNNHAModule"
     results = run(cfg)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["test"] == results["test"]
+    assert saved["partial_test"] == results["partial_test"]
     assert saved["main_feature"] == "o2"
     for key in ("mAP", "rank1", "rank5", "rank10"):
-        assert 0.0 <= saved["test"][key] <= 1.0
+        assert 0.0 <= saved["partial_test"][key] <= 1.0
     if "vehicleid" in name:
-        assert "rank1_std" in saved["test"]
+        assert "rank1_std" in saved["partial_test"]
     else:  # VeRi layout: every test image has a type
-        assert 0.0 <= saved["test"]["model_acc"] <= 1.0 and saved["test"]["model_acc_images"] > 0
+        assert 0.0 <= saved["partial_test"]["model_acc"] <= 1.0 and saved["partial_test"]["model_acc_images"] > 0
     assert len(list(tmp_path.rglob("attention_maps.png"))) == 1   # Fig. 3
     assert len(list(tmp_path.rglob("rank_list_top5.png"))) == 1   # Fig. 4
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "format_user_error"]
+__all__ = ["USER_ERRORS", "ConfigError", "DatasetFormatError", "OutputError", "RunDirLocked", "format_user_error",
+           "worker_user_error"]
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,14 @@ class DatasetFormatError(ValueError):
         self.line = line
 
 
+class OutputError(ConfigError):
+    """An output or cache directory cannot be written (read-only, full, missing); the message names it."""
+
+
+class RunDirLocked(ConfigError):
+    """Another run holds the run directory's lock; the message names the holder and how to break a stale lock."""
+
+
 USER_ERRORS = (DatasetFormatError, ConfigError, FileNotFoundError, InstantiationException, HydraException,
                OmegaConfBaseException)
 
@@ -44,3 +53,20 @@ def format_user_error(e: BaseException) -> str:
     while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
         inner = inner.__cause__
     return " ".join(str(inner).split())
+
+
+def worker_user_error(e: BaseException) -> str | None:
+    """The one-line message of a user error raised in a DataLoader worker (``num_workers > 0``), else None.
+
+    PyTorch re-raises a worker's exception in the main process as a ``RuntimeError("Caught
+    DatasetFormatError in DataLoader worker process 0. Original Traceback ...")``; the last line of that
+    traceback is ``<module>.<Class>: <message>``.
+    """
+    text = str(e)
+    if not isinstance(e, RuntimeError) or not text.startswith("Caught "):
+        return None
+    name = text[len("Caught "):].split(" ", 1)[0]
+    if name not in {c.__name__ for c in (DatasetFormatError, ConfigError, OutputError, FileNotFoundError)}:
+        return None
+    last = [ln for ln in text.splitlines() if ln.strip()][-1]
+    return " ".join(last.split(": ", 1)[-1].split())

@@ -14,7 +14,6 @@ epoch's; with ``data.val_ids=N`` it is the best ``val/mAP`` checkpoint on the he
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,15 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vreid_lightning.callbacks.checkpoint import has_held_out_split, read_checkpoint
+from vreid_lightning.atomic import atomic_write_text, write_probe
+from vreid_lightning.callbacks.checkpoint import has_held_out_split
 from vreid_lightning.runner.checks import apply_batch_semantics, check_config
 from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fit_and_test
+from vreid_lightning.runner.finish import keep_only_tested
+from vreid_lightning.runner.lock import run_dir_lock
 from vreid_lightning.runner.results import format_results_table, test_record, write_results
-from vreid_lightning.runner.resume import last_checkpoint, prepare_resume
+from vreid_lightning.runner.resume import finished_run, last_checkpoint, prepare_resume
+from vreid_lightning.runner.validate import validate_config
 from vreid_lightning.runner.stages import data_summary, run_stages, selected_stages, setup_datamodule, stage_config
 
 __all__ = ["run", "run_dir", "format_results_table", "stage_config", "check_config"]
@@ -52,23 +55,41 @@ def _selection(dm: Any) -> str:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train then test as the composed config says; returns the results written to results.json."""
+    """Train then test as the composed config says; returns the results written to results.json.
+
+    The run directory is probed for writing and locked (:mod:`vreid_lightning.runner.lock`) before any
+    work; ``config_resolved.yaml`` is the first file written in it.
+    """
     check_config(cfg)
+    validate_config(cfg)  # typed values, named keys (runner.validate)
     resuming = bool(cfg.get("resume"))
     if resuming:
         prepare_resume(cfg)
     out = run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    rank0 = rank_zero_only.rank == 0
+    if rank0:
+        write_probe(out, "run directory (hydra.run.dir, or resume=)")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     stages = cfg.get("stages")
     if stages:  # a bad stage key fails before any data is generated
         for name in stages:
             stage_config(cfg, name)
         selected_stages(cfg)
-    if resuming and not stages and (out / "results.json").is_file():
-        log.info("resume: %s finished already; its results.json is read back", out)
-        return json.loads((out / "results.json").read_text())
+    with run_dir_lock(out, bool(cfg.get("break_lock", False)), enabled=rank0):
+        return _run_locked(cfg, out, resuming, stages)
+
+
+def _run_locked(cfg: DictConfig, out: Path, resuming: bool, stages: Any) -> dict[str, Any]:
+    if resuming and not stages:
+        done = finished_run(out)
+        if done is not None:
+            log.info("resume: %s finished already; its results.json is read back", out)
+            if rank_zero_only.rank == 0:
+                keep_only_tested(cfg, out, (done.get("tested_checkpoint") or {}).get("path"))
+            return done
     if rank_zero_only.rank == 0 and not resuming:
-        (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     batch = apply_batch_semantics(cfg)
@@ -80,9 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["resumed"] = True
     if not stages:
         model = build_model(cfg, dm, None)
-        ckpt = (last_checkpoint(out) if resuming else None) or cfg.get("ckpt_path")
-        if resuming and ckpt:
-            read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
+        ckpt = (last_checkpoint(out) if resuming else None) or cfg.get("ckpt_path")  # damaged: one error
         res, record = fit_and_test(cfg, dm, model, out, None, ckpt)
         results.update(test_record(res))
         results["tested_checkpoint"] = record
@@ -90,4 +109,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         results.update(run_stages(cfg, dm, out, resuming))
     write_results(out, results, cfg, dm)
+    if rank_zero_only.rank == 0 and not stages:  # after results.json: every state on disk resumes (runner.finish)
+        keep_only_tested(cfg, out, results["tested_checkpoint"].get("path"))
     return results

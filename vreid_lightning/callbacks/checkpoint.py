@@ -51,6 +51,9 @@ def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dic
         key: the config key the path came from (named in the message).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{key}: {p} is a directory, not a checkpoint file (give the file, e.g. "
+                          f"{p / 'checkpoints' / 'last.ckpt'}; resume=RUN_DIR continues a run directory)")
     if not p.is_file():
         raise ConfigError(f"{key}: checkpoint {p} does not exist")
     try:
@@ -78,11 +81,17 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def _atomic_trainer_save(trainer: L.Trainer, path: Path, weights_only: bool = False) -> None:
     """``trainer.save_checkpoint`` (collective under DDP) made atomic: rank 0 renames a finished file."""
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp, weights_only=weights_only)
-    if trainer.is_global_zero:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=weights_only)
+        if trainer.is_global_zero:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except OSError as e:  # disk full / read-only: no .tmp left, one error naming the directory
+        from vreid_lightning.errors import OutputError
+
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} (directory {path.parent}): {e.strerror or e}") from None
     trainer.strategy.barrier("atomic_checkpoint")
 
 
@@ -150,10 +159,16 @@ class LastCheckpoint(L.Callback):
                 self._at_epoch_start = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from vreid_lightning.faults import fault_point
+
+        fault_point("last.ckpt(train_end)")
         self.save(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        from vreid_lightning.runner.ckpt_match import METHOD_KEY, method_record
+
+        checkpoint[METHOD_KEY] = method_record(pl_module)  # who wrote it (a mismatch is one error on load)
         if self._at_epoch_start:
             _fresh_epoch_counters(checkpoint)
 

@@ -72,7 +72,9 @@ class ResultsWriter(L.Callback):
         if last is not None:
             res = self._postprocess(res, last, out)
         self.results = as_float_dict(res)
-        path.write_text(json.dumps(self.results, indent=2))
+        from vreid_lightning.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.results, indent=2))  # a kill leaves the old file or the new
         self.written = [path]
         try:  # a picture never costs the results
             self.written += self._pictures(trainer, pl_module, last, out)

@@ -286,6 +286,7 @@ class ReIDDataModule(L.LightningDataModule):
         max_train_images: int | None = None,
         val_ids: int = 0,
         seed: int = 0,
+        verify_eval_images: bool = True,
         sampler_options: dict[str, Any] | None = None,
         input_norm: dict[str, Any] | None = None,
     ) -> None:
@@ -328,6 +329,7 @@ class ReIDDataModule(L.LightningDataModule):
         self.max_train_images = max_train_images
         self.val_ids = int(val_ids)
         self.seed = seed
+        self.verify_eval_images = bool(verify_eval_images)
         self.sampler_options = dict(sampler_options or {})
         if self.sampler_options and sampler != "carcont":
             raise ConfigError(f"data.sampler_options={self.sampler_options} only apply to data.sampler=carcont "
@@ -383,6 +385,7 @@ class ReIDDataModule(L.LightningDataModule):
             train, self.val_set = _hold_out_validation(train, self.val_ids, self.seed, self.protocol_options)
             log.info("validation: %d held-out training identities (%d images); training on %d identities",
                      self.val_ids, len(self.val_set.split), np.unique(train.pids).size)
+        self._check_eval_data(root)
         self.train_split = train
         self.train_pids, self.pid_classes = remap_labels(train.pids)
         names = self.attribute_names if self.attribute_names is not None else sorted(train.attributes)
@@ -402,6 +405,16 @@ class ReIDDataModule(L.LightningDataModule):
             self.train_attributes[n] = mapped
             self.attribute_classes[n] = int(len(classes))
         self._ready = True
+
+    def _check_eval_data(self, root: str) -> None:
+        """Before training: a valid query exists in each evaluated split; its images decode (data.checks)."""
+        from vreid_lightning.data.checks import check_eval_images, check_eval_queries
+
+        check_eval_queries(self.eval_set, f"{root} ({self.dataset_name} query/gallery)", "test")
+        if self.val_set is not self.eval_set:
+            check_eval_queries(self.val_set, f"{root} (held-out validation identities, data.val_ids)", "validation")
+        if self.verify_eval_images:
+            check_eval_images(self.eval_set, "query/gallery")
 
     def _load_sources(self, target_root: str) -> list[ReIDDataset]:
         """Load every extra source (before any training), refusing a missing/broken or repeated root."""

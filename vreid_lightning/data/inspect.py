@@ -51,14 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vreid_lightning.data.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(DATASETS))}")
     parser.add_argument("--root", required=True, help="the dataset folder")
-    parser.add_argument("--verify-images", action="store_true", help="open and verify every image header (slow)")
+    parser.add_argument("--verify-images", action="store_true",
+                        help="decode every image fully (slow; also catches truncated JPEGs)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a parser option, e.g. val_seed=1 or unknown_year=skip (repeatable)")
     args = parser.parse_args(argv)
     try:
         options = dict(parse_option(o) for o in args.option)
         if args.verify_images:
-            options["verify_images"] = "header"
+            options["verify_images"] = "full"  # a truncated JPEG passes a header check
         dataset = load_dataset(args.dataset, args.root, **options)
     except (DatasetFormatError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

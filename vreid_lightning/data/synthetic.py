@@ -55,7 +55,10 @@ def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progre
     root = synthetic_world_dir(cache_dir, params)
     if _is_complete(root, params, GENERATOR_VERSION):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
+    from vreid_lightning.atomic import write_probe
+    from vreid_lightning.errors import OutputError
+
+    write_probe(root.parent, "paths.cache_dir (where synthetic worlds are generated)")  # read-only/full: one error
     # one generator at a time (ranks started by torchrun/SLURM all call this); the others wait and reuse
     with open(root.with_name(root.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -66,11 +69,16 @@ def ensure_synthetic_world(cache_dir: str | Path, params: dict[str, Any], progre
         tmp.mkdir(parents=True)
         log.info("Generating synthetic %s world (%s) into %s", params.get("layout", "veri"), params, root)
         t0 = time.time()
-        generate(out=tmp, progress=progress, **params)
-        (tmp / "world.json").write_text(
-            json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
-                        "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)
-        )
+        try:
+            generate(out=tmp, progress=progress, **params)
+            (tmp / "world.json").write_text(
+                json.dumps({"generator_version": GENERATOR_VERSION, "params": params,
+                            "seconds": round(time.time() - t0, 1)}, indent=2, sort_keys=True)
+            )
+        except OSError as e:  # disk full while generating: no half world left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputError(f"paths.cache_dir: cannot write the synthetic world in {root.parent}: "
+                              f"{e.strerror or e}") from None
         shutil.rmtree(root, ignore_errors=True)  # a stale or interrupted world under this key
         tmp.rename(root)
     return root

@@ -46,10 +46,12 @@ def image_protocol(
     With ``q_cams=g_cams=None`` there is no junk rule.
 
     Returns:
-        ``{"mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries"}``.
+        ``{"mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries", "num_queries"}`` (queries
+        without a valid positive are left out of the averages and counted in ``num_queries`` only).
     """
     result = evaluate_features(q_feats, g_feats, q_ids, g_ids, q_cams, g_cams, metric, 10, chunk_size)
-    return {**summarize_ranking(result), "num_valid_queries": result["num_valid_queries"]}
+    return {**summarize_ranking(result), "num_valid_queries": result["num_valid_queries"],
+            "num_queries": result["num_queries"]}
 
 
 def vehicleid_draw(ids: Any, seed: int = 0, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:

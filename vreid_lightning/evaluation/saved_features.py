@@ -10,6 +10,7 @@ Arrays (no pickles): ``query_feats``, ``gallery_feats`` (float32), optional extr
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,9 @@ def save_features(fs: FeatureSet, path: str | Path) -> Path:
     for side, labels in (("query", fs.query), ("gallery", fs.gallery)):
         for k, v in labels.items():
             arrays[f"{side}_{k}"] = v
-    with open(path, "wb") as fh:
+    from vreid_lightning.atomic import atomic_open
+
+    with atomic_open(path, "wb") as fh:  # a kill or a full disk never leaves a half-written features.npz
         np.savez(fh, **arrays)
     return path
 
@@ -86,8 +89,15 @@ def load_features(path: str | Path) -> FeatureSet:
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(path, "a saved features file (features.npz of a test run)", got="no such file")
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a bare .npy array, not an archive of named arrays
+                raise ValueError("a single array, not an .npz archive")
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:  # empty, truncated, pickled, other
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        raise DatasetFormatError(path, "a features.npz written by a test run (a numpy .npz of plain arrays)",
+                                 got=f"{type(e).__name__}: {reason}") from None
     for key in ("query_feats", "gallery_feats", "query_ids", "gallery_ids"):
         if key not in data:
             raise DatasetFormatError(path, f"an array {key!r}", got=f"arrays {sorted(data)}")
@@ -98,6 +108,15 @@ def load_features(path: str | Path) -> FeatureSet:
             gkey = "gallery_feats" + key[len("query_feats"):]
             if gkey not in data:
                 raise DatasetFormatError(path, f"an array {gkey!r} beside {key!r}")
+            for k in (key, gkey):
+                arr = data[k]
+                if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+                    raise DatasetFormatError(path, f"{k!r} as a 2-D numeric array (rows x feature dims)",
+                                             got=f"shape {arr.shape}, dtype {arr.dtype}")
+                bad = int((~np.isfinite(arr)).sum())
+                if bad:
+                    raise DatasetFormatError(path, f"finite features in {k!r}",
+                                             got=f"{bad} NaN/inf value(s), first at row {int(np.argwhere(~np.isfinite(arr))[0][0])}")
             views[view] = (data[key].astype(np.float32), data[gkey].astype(np.float32))
     sides = {}
     for side in ("query", "gallery"):

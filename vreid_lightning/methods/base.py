@@ -313,6 +313,9 @@ class ReIDModule(L.LightningModule, abc.ABC):
             for key in ("mAP", "rank1", "rank5"):
                 self.log(f"{prefix}/{size}/{key}", float(metrics[key]))
         self.eval_results[stage] = {"main": self.main_feature, "metrics": main, "features": results}
+        if len(eval_set.split) != len(base_set.split):  # a cut-short loop: marked, never reported as the test
+            self.eval_results[stage]["partial"] = {"evaluated_images": len(eval_set.split),
+                                                   "total_images": len(base_set.split)}
         if stage == "test":  # for the results writer: post-processing, features.npz and pictures
             self.last_test_eval = {"features": combos[self.main_feature], "eval_set": eval_set,
                                    "metric": self.eval_cfg["metric"]}

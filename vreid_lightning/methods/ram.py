@@ -87,6 +87,27 @@ class RAMModule(ReIDModule):
             raise ConfigError(f"model.optim.lr_mult={mults!r}: expected [[parameter-name prefix, factor], ...]") from None
         self.num_figures = figures
 
+    def setup(self, stage: str) -> None:
+        """Refuse, before any step, an input size whose conv map is too short for distinct regions.
+
+        Checked in every step (not only those with the region branch), so a staged run stops before its
+        first step rather than when ``bn_r`` starts.
+        """
+        super().setup(stage)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        size = getattr(dm, "image_size", None)
+        if size is None:
+            return
+        from vreid_lightning.models.ram.branches import distinct_region_bounds
+
+        net_cfg = dict(self.hparams.get("net") or {})
+        was = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            height = int(self.net.feature_map(torch.zeros(1, 3, *size, device=self.device)).shape[2])
+        self.net.train(was)
+        distinct_region_bounds(height, int(net_cfg.get("num_regions", 3)), float(net_cfg.get("region_overlap", 4 / 7)))
+
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         out = self.net(batch["image"])

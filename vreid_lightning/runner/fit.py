@@ -2,8 +2,8 @@
 
 ``fit_and_test`` trains (unless ``train=false``), tests the selected checkpoint (the last epoch's
 without a held-out split, the best ``val/mAP`` on held-out identities with ``data.val_ids > 0``),
-uploads the figures, and then keeps one checkpoint in the folder: the tested one (optionally
-without optimizer state, ``checkpoint.save_optimizer=false``).
+and uploads the figures. Pruning the folder to the tested checkpoint is the caller's, once the finished
+record is on disk (:mod:`vreid_lightning.runner.finish`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vreid_lightning.callbacks.checkpoint import (BestCheckpoint, LastCheckpoint, atomic_torch_save,
-                                                  has_held_out_split, read_checkpoint)
+from vreid_lightning.callbacks.checkpoint import BestCheckpoint, LastCheckpoint, has_held_out_split, read_checkpoint
 from vreid_lightning.callbacks.results import TEST_RESULTS, ResultsWriter
 from vreid_lightning.evaluation.protocols import as_float_dict
+from vreid_lightning.runner.ckpt_match import check_checkpoint_matches
 from vreid_lightning.runner.instantiate import instantiate_callbacks, instantiate_loggers
 
 __all__ = ["make_trainer", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
@@ -116,23 +116,6 @@ def _record(path: str | None, rule: str) -> dict[str, Any]:
     return rec
 
 
-def _keep_only(ckpt_dir: Path, tested: str | None, save_optimizer: bool) -> None:
-    """A finished run or stage keeps one checkpoint, the tested one (without optimizer state if asked)."""
-    if not ckpt_dir.is_dir() or not tested:
-        return
-    keep = Path(tested).resolve()
-    if keep.parent != ckpt_dir.resolve():
-        return  # tested a checkpoint from elsewhere (ckpt_path with train=false): touch nothing
-    for f in ckpt_dir.iterdir():
-        if f.is_file() and f.resolve() != keep and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.tmp")):
-            f.unlink()
-    if not save_optimizer:
-        ckpt = read_checkpoint(keep, "checkpoint")
-        if ckpt.pop("optimizer_states", None) is not None or ckpt.pop("lr_schedulers", None) is not None:
-            ckpt.pop("lr_schedulers", None)
-            atomic_torch_save(ckpt, keep)
-
-
 def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, stage: str | None,
                  ckpt_path: str | None,
                  extra_figures: Callable[[str | None], list[Path]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -145,8 +128,8 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
     trainer = make_trainer(cfg, out, stage)
     sdir = stage_dir(out, stage)
     train = bool(cfg.get("train", True))
-    if ckpt_path:
-        read_checkpoint(ckpt_path, "ckpt_path")  # one clear error for a file that is not a checkpoint
+    if ckpt_path:  # one clear error for a file that is not a checkpoint, or not this method's (runner.ckpt_match)
+        check_checkpoint_matches(read_checkpoint(ckpt_path, "ckpt_path"), str(ckpt_path), "ckpt_path", model)
     if train:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)  # RNG states are numpy objects
     tested, rule = _selected(trainer, train, ckpt_path, sdir)
@@ -177,8 +160,7 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
             from vreid_lightning.wandb_utils import finish_wandb
 
             finish_wandb()  # one wandb run per stage: the next stage's logger starts its own
+    # the checkpoint folder is pruned by the caller after the finished record is written (runner.finish)
     record = _record(tested, rule) if trainer.is_global_zero else {"path": tested, "rule": rule}
-    if trainer.is_global_zero and train:
-        _keep_only(sdir / "checkpoints", tested, bool(cfg.get("checkpoint", {}).get("save_optimizer", True)))
-    trainer.strategy.barrier("checkpoints_pruned")
+    trainer.strategy.barrier("tested")
     return results, record

@@ -8,6 +8,7 @@ continues from its ``last.ckpt``, later ones follow.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vreid_lightning.errors import ConfigError
 
-__all__ = ["prepare_resume", "STAGE_RESULTS", "finished_stage", "last_checkpoint"]
+__all__ = ["prepare_resume", "STAGE_RESULTS", "finished_stage", "finished_run", "last_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 STAGE_RESULTS = "stage_results.json"
 # keys that may differ between the original and the resumed command (they change no number)
-_FREE = ("resume", "ckpt_path", "paths", "logger", "hydra", "trainer.enable_progress_bar")
+_FREE = ("resume", "ckpt_path", "paths", "logger", "hydra", "trainer.enable_progress_bar", "break_lock",
+         "data.verify_eval_images")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -43,7 +47,15 @@ def prepare_resume(cfg: DictConfig) -> Path:
     if not run.is_dir():
         raise ConfigError(f"resume: {run} is not a directory (give the run directory of the interrupted run)")
     if not saved.is_file():
-        raise ConfigError(f"resume: {run} has no config_resolved.yaml, so it is not a run directory of this suite")
+        trained = any(run.rglob("*.ckpt")) or (run / "stages").is_dir()
+        if trained:
+            raise ConfigError(f"resume: {run} has no config_resolved.yaml, so it is not a run directory of this suite")
+        from vreid_lightning.runner.lock import LOCK_NAME
+
+        lock = " break_lock=true" if (run / LOCK_NAME).exists() else ""
+        raise ConfigError(f"resume: {run} has no config_resolved.yaml and no checkpoint: the run was stopped before "
+                          f"anything trained, so there is nothing to resume. Start afresh: the same command without "
+                          f"resume= (add hydra.run.dir={run}{lock} to reuse the directory)")
     with open_dict(cfg):
         cfg.paths.output_dir = str(run)
     try:
@@ -59,18 +71,41 @@ def prepare_resume(cfg: DictConfig) -> Path:
     return run
 
 
-def finished_stage(stage_dir: Path) -> dict[str, Any] | None:
-    """A finished stage's record (its test results and tested checkpoint), or None."""
-    f = stage_dir / STAGE_RESULTS
+def _finished_record(f: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The JSON record ``f`` if it is a complete one; a missing, empty or invalid file is None (rebuilt)."""
     if not f.is_file():
         return None
     try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"resume: {f} is not valid JSON ({e}); delete it to re-run that stage") from None
+        rec = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        log.warning("resume: %s is not valid JSON (%s); it is rebuilt", f, e)
+        return None
+    if not isinstance(rec, dict) or any(k not in rec for k in keys):
+        log.warning("resume: %s is not a complete record (expected keys %s); it is rebuilt", f, list(keys))
+        return None
+    return rec
+
+
+def finished_stage(stage_dir: Path) -> dict[str, Any] | None:
+    """A finished stage's record (its test results and tested checkpoint), or None."""
+    return _finished_record(stage_dir / STAGE_RESULTS, ("results", "tested_checkpoint"))
+
+
+def finished_run(run_dir: Path) -> dict[str, Any] | None:
+    """A finished (unstaged) run's ``results.json``, or None."""
+    return _finished_record(run_dir / "results.json", ("tested_checkpoint",))
 
 
 def last_checkpoint(stage_dir: Path) -> str | None:
-    """The interrupted stage's ``checkpoints/last.ckpt`` if there is one."""
+    """The interrupted stage's ``checkpoints/last.ckpt`` if training can continue from it.
+
+    A damaged file is one error naming it; a checkpoint stripped of its optimizer state (a finished
+    stage's, whose record is missing) is not continued from: the stage trains again.
+    """
+    from vreid_lightning.callbacks.checkpoint import read_checkpoint
+    from vreid_lightning.runner.finish import resumable
+
     p = stage_dir / "checkpoints" / "last.ckpt"
-    return str(p) if p.is_file() else None
+    if not p.is_file():
+        return None
+    return str(p) if resumable(read_checkpoint(p, "resume"), str(p)) else None

@@ -20,12 +20,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from vreid_lightning.atomic import atomic_write_text
 from vreid_lightning.callbacks.checkpoint import read_checkpoint
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.protocols import as_float_dict
+from vreid_lightning.runner.ckpt_match import check_checkpoint_matches
+from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
-from vreid_lightning.runner.results import summary
+from vreid_lightning.runner.results import summary, test_extras
 
 __all__ = ["STAGE_KEYS", "stage_config", "selected_stages", "run_stages", "setup_datamodule", "data_summary"]
 
@@ -100,9 +103,12 @@ def data_summary(dm: Any) -> dict[str, Any]:
 @rank_zero_only
 def _write_stage(sdir: Path, record: dict[str, Any]) -> None:
     sdir.mkdir(parents=True, exist_ok=True)
-    tmp = sdir / (STAGE_RESULTS + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(sdir / STAGE_RESULTS)
+    atomic_write_text(sdir / STAGE_RESULTS, json.dumps(record, indent=2))
+
+
+@rank_zero_only
+def _finish_stage(cfg: DictConfig, sdir: Path, tested: str | None) -> None:
+    keep_only_tested(cfg, sdir, tested)
 
 
 def _save_weights(model: L.LightningModule, path: Path) -> str:
@@ -154,13 +160,14 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
         else:
             L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
             model = build_model(cfg_s, dm, name, stage_sets_model_stage="stage" in (scfg.get("model") or {}))
+            if prev_ckpt and prev_ckpt == cfg.get("init_from"):  # another method's file: one error naming it
+                check_checkpoint_matches(read_checkpoint(prev_ckpt, "init_from"), prev_ckpt, "init_from", model, False)
             if prev_ckpt:
                 report = model.load_previous_stage(prev_ckpt)
                 log.info("stage %s: started from %s (%d tensors carried over, new: %s)",
                          name, prev_ckpt, len(report["loaded"]), report["new"])
-            ckpt = (last_checkpoint(sdir) if resuming else None)
+            ckpt = (last_checkpoint(sdir) if resuming else None)  # a damaged last.ckpt: one error naming it
             if ckpt:
-                read_checkpoint(ckpt, "resume")  # a damaged last.ckpt: one error naming the file
                 log.info("stage %s: continues from %s", name, ckpt)
             ckpt = ckpt or (cfg.get("ckpt_path") if i == 0 else None)
             figure = None
@@ -173,6 +180,9 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
             if not record.get("path"):
                 record["path"] = _save_weights(model, sdir / "final.ckpt")
             _write_stage(sdir, {"results": res, "tested_checkpoint": record})
+        _finish_stage(cfg_s, sdir, record.get("path"))  # after the record: every state on disk resumes (finish)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
         stage_results[name] = summary(res)
         features[name] = {k: summary({"metrics": v}) for k, v in res.get("features", {}).items()}
         if "sizes" in res.get("metrics", {}):
@@ -189,6 +199,7 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
         "stage_features": features,
         **({"stage_sizes": stage_sizes} if stage_sizes else {}),
         **({"stage_data": stage_data} if len({json.dumps(v, sort_keys=True) for v in stage_data.values()}) > 1 else {}),
+        **test_extras(last_res),
         "tested_checkpoint": stage_tested[selected[-1]],
         "stage_checkpoints": stage_tested,
         "best_checkpoint": prev_ckpt,

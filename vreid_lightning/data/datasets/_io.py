@@ -6,9 +6,12 @@ tolerate CRLF, trailing spaces, a UTF-8 BOM and blank lines; line numbers are th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -30,7 +33,13 @@ __all__ = [
     "unlisted_note",
     "IMAGE_SUFFIXES",
     "lookup",
+    "DUPLICATE_POLICIES",
+    "duplicate_lines",
 ]
+
+DUPLICATE_POLICIES = ("drop", "error")
+_DUP_POLICY: ContextVar[str] = ContextVar("vreid_duplicate_policy", default="drop")
+_DUP_COUNTS: ContextVar["dict[str, int] | None"] = ContextVar("vreid_duplicate_counts", default=None)
 
 Row = tuple[int, list[str]]
 """A non-blank line of a text list: (1-based line number, whitespace-separated tokens)."""
@@ -50,13 +59,15 @@ def read_text(path: Path) -> str:
                                  got=data[err.start: err.start + 8].decode("latin-1")) from None
 
 
-def read_rows(path: Path, ncols: int | None = None, expected: str = "") -> list[Row]:
+def read_rows(path: Path, ncols: int | None = None, expected: str = "", image_list: bool = False) -> list[Row]:
     """Non-blank lines of ``path`` split on whitespace.
 
     Args:
         path: the list file (must exist: check with :func:`require_file` first for a clear message).
         ncols: when given, every row must have exactly this many tokens.
         expected: what a line should look like, for the error message.
+        image_list: a list of images (one row per image): a repeated line is counted and dropped, or
+            refused under ``duplicates='error'`` (:func:`duplicate_lines`).
     """
     rows: list[Row] = []
     for number, line in enumerate(read_text(path).splitlines(), 1):
@@ -67,7 +78,39 @@ def read_rows(path: Path, ncols: int | None = None, expected: str = "") -> list[
             raise DatasetFormatError(path, expected or f"{ncols} space-separated fields", line=number,
                                      got=line.strip())
         rows.append((number, tokens))
-    return rows
+    return _drop_duplicates(path, rows) if image_list else rows
+
+
+def _drop_duplicates(path: Path, rows: list[Row]) -> list[Row]:
+    first: dict[tuple[str, ...], int] = {}
+    kept: list[Row] = []
+    for number, tokens in rows:
+        key = tuple(tokens)
+        if key in first:
+            if _DUP_POLICY.get() == "error":
+                raise DatasetFormatError(path, f"each image listed once (duplicates='error'); the same line as line "
+                                               f"{first[key]}", line=number, got=" ".join(tokens))
+            continue
+        first[key] = number
+        kept.append((number, tokens))
+    counts = _DUP_COUNTS.get()
+    if counts is not None and len(kept) < len(rows):
+        counts[str(path)] = counts.get(str(path), 0) + len(rows) - len(kept)
+    return kept
+
+
+@contextlib.contextmanager
+def duplicate_lines(policy: str = "drop") -> Iterator[dict[str, int]]:
+    """Within the block, image lists drop repeated lines (``drop``) or refuse them (``error``); yields
+    ``{list file: lines dropped}``."""
+    check_choice("duplicates", policy, DUPLICATE_POLICIES)
+    counts: dict[str, int] = {}
+    tp, tc = _DUP_POLICY.set(policy), _DUP_COUNTS.set(counts)
+    try:
+        yield counts
+    finally:
+        _DUP_POLICY.reset(tp)
+        _DUP_COUNTS.reset(tc)
 
 
 def read_names(path: Path) -> dict[int, str]:

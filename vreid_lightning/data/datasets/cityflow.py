@@ -116,7 +116,7 @@ def _read_train(root: Path, cache: DirCache, warnings: list[str]) -> tuple[Split
     list_path = root / "name_train.txt"
     if list_path.is_file():
         listed = [(line, t.rsplit("/", 1)[-1]) for line, (t,) in
-                  read_rows(list_path, ncols=1, expected="one image file name per line")]
+                  read_rows(list_path, ncols=1, expected="one image file name per line", image_list=True)]
         for line, name in listed:
             if name not in labels:
                 raise DatasetFormatError(list_path, "an Item for this image in train_label.xml", line=line, got=name)
@@ -156,7 +156,7 @@ def _read_unlabelled(root: Path, folder: str, list_name: str, xml_name: str, cac
     list_path = root / list_name
     if list_path.is_file():
         listed = [(line, t.rsplit("/", 1)[-1]) for line, (t,) in
-                  read_rows(list_path, ncols=1, expected="one image file name per line")]
+                  read_rows(list_path, ncols=1, expected="one image file name per line", image_list=True)]
         for line, name in listed:
             if name not in present:
                 raise missing_image(list_path, line, image_dir / name)

@@ -99,7 +99,7 @@ class _Reader:
 
     def read(self, list_path: Path) -> tuple[list[str], list[tuple[int, ...]], list[Origin]]:
         paths, rows, origins = [], [], []
-        for line, (token,) in read_rows(list_path, ncols=1, expected="one relative image path per line"):
+        for line, (token,) in read_rows(list_path, ncols=1, expected="one relative image path per line", image_list=True):
             rel = token.replace("\\", "/")
             for prefix in _PREFIXES:
                 rel = rel.removeprefix(prefix)

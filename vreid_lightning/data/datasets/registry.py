@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vreid_lightning.errors import ConfigError
 
+from ._io import duplicate_lines
 from .base import DatasetFormatError, ReIDDataset
 from .cityflow import load_cityflow
 from .compcars import load_compcars
@@ -41,7 +42,7 @@ def canonical_name(name: str) -> str:
 def dataset_options(name: str) -> list[str]:
     """Keyword options the parser of ``name`` accepts."""
     parameters = inspect.signature(DATASETS[canonical_name(name)]).parameters
-    return [p for p in parameters if p != "root"]
+    return [p for p in parameters if p != "root"] + ["duplicates"]  # duplicates: every parser (load_dataset)
 
 
 def load_dataset(name: str, root: str | Path, **options) -> ReIDDataset:
@@ -50,7 +51,9 @@ def load_dataset(name: str, root: str | Path, **options) -> ReIDDataset:
     Args:
         name: a key of :data:`DATASETS` (or an alias).
         root: the dataset folder.
-        **options: the parser's keyword options (e.g. ``verify_images``, ``val_seed``, ``use_all``).
+        **options: the parser's keyword options (e.g. ``verify_images``, ``val_seed``, ``use_all``), and
+            ``duplicates``: ``drop`` (default: a line repeated in an image list is counted in ``warnings``
+            and ``diagnostics["duplicate_lines"]`` and dropped) or ``error`` (refused, naming file and line).
 
     Raises:
         ValueError: unknown dataset name or option (the message lists the known ones).
@@ -64,4 +67,12 @@ def load_dataset(name: str, root: str | Path, **options) -> ReIDDataset:
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DatasetFormatError(path, f"an existing {key} dataset root folder (not found)")
-    return DATASETS[key](path, **options)
+    policy = options.pop("duplicates", "drop")
+    with duplicate_lines(policy) as dropped:  # a repeated line of an image list: counted and dropped, or refused
+        ds = DATASETS[key](path, **options)
+    if dropped:
+        ds.diagnostics["duplicate_lines"] = {Path(f).name: n for f, n in dropped.items()}
+        for f, n in dropped.items():
+            ds.warnings.append(f"{Path(f).name}: {n} duplicate line(s) dropped (each image is counted once; "
+                               f"duplicates='error' refuses them)")
+    return ds

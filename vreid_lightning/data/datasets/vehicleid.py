@@ -36,7 +36,7 @@ FIRST_SHOWN = 3  # examples shown per finding
 
 
 def _read_list(list_path: Path, image_dir: Path, present: frozenset[str]) -> tuple[Split, list[Origin]]:
-    rows = read_rows(list_path, ncols=2, expected="'<image stem> <vehicle id>' per line")
+    rows = read_rows(list_path, ncols=2, expected="'<image stem> <vehicle id>' per line", image_list=True)
     paths, pids, origins = [], [], []
     for line, (stem, vid) in rows:
         stem = stem[:-4] if stem.lower().endswith(".jpg") else stem

@@ -66,7 +66,7 @@ def _read_split(root: Path, folder: str, list_name: str, labels: dict[str, Label
     image_dir = require_dir(root / folder, f"the VeRi image folder {folder}/")
     list_path = require_file(root / list_name, f"the VeRi image list {list_name}")
     present = cache[image_dir]
-    rows = read_rows(list_path, ncols=1, expected="one image file name per line")
+    rows = read_rows(list_path, ncols=1, expected="one image file name per line", image_list=True)
     names, columns, origins = [], [], []
     unlabelled = disagree = 0
     for line, (token,) in rows:

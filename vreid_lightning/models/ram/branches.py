@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from vreid_lightning.models.layers import Classifier, FCBlock, L2Scale, fc_stack
 from vreid_lightning.models.ram.regions import region_bounds, region_names
 
-__all__ = ["CLASSIFIER_INPUTS", "classifier_input", "GlobalBranch", "RegionBranch", "AttributeBranch"]
+__all__ = ["CLASSIFIER_INPUTS", "classifier_input", "GlobalBranch", "RegionBranch", "AttributeBranch",
+           "distinct_region_bounds"]
 
 CLASSIFIER_INPUTS = ("raw", "l2x10")
 
@@ -64,6 +65,21 @@ class GlobalBranch(nn.Module):
         first = self.fc1(self.pool(self.norm(m)))
         feat = self.fc2(first)
         return first, feat, self.classifier(self.cls_input(feat))
+
+
+def distinct_region_bounds(height: int, k: int, overlap: float) -> list[tuple[int, int]]:
+    """:func:`region_bounds`, refusing (one ConfigError naming the keys) a map too short for ``k`` distinct regions."""
+    b = region_bounds(height, k, overlap)
+    if len(set(b)) < len(b):
+        from vreid_lightning.errors import ConfigError
+
+        need = next(h for h in range(height + 1, 10 * k + 10) if len(set(region_bounds(h, k, overlap))) == k)
+        raise ConfigError(
+            f"data.image_size gives a conv map of {height} row(s): model.net.num_regions={k} regions "
+            f"(model.net.region_overlap={overlap:.4g}) would be only {len(set(b))} distinct region(s) {b}; they need "
+            f"a map of at least {need} rows (RAM sec. 3.2: 13 rows at 224x224): raise data.image_size or "
+            f"lower model.net.num_regions")
+    return b
 
 
 class RegionBranch(nn.Module):
@@ -150,10 +166,11 @@ class RegionBranch(nn.Module):
         self.parts = Classifier(self.feat_dim * num_regions, num_classes) if parts_classifier else None
 
     def bounds(self, height: int) -> list[tuple[int, int]]:
-        """Region rows for a map of the given height."""
+        """Region rows for a map of the given height (the fixed ``rows``, or from the overlap; a map too short for
+        distinct regions is refused)."""
         if self.rows is not None:
             return list(self.rows)
-        return region_bounds(height, self.num_regions, self.overlap)
+        return distinct_region_bounds(height, self.num_regions, self.overlap)
 
     def forward(self, m: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Return ``({suffix: feature}, {suffix: logits})`` for every region, top to bottom (and ``"parts"``)."""
