@@ -101,6 +101,8 @@ class RAMModule(ReIDModule):
         from vreid_lightning.models.ram.branches import distinct_region_bounds
 
         net_cfg = dict(self.hparams.get("net") or {})
+        if net_cfg.get("region_rows") is not None or net_cfg.get("region_source", "conv5") == "pool5":
+            return  # fixed rows / regions of the (adaptive 6x6) pool5: RegionBranch checks them against its map
         was = self.net.training
         self.net.eval()
         with torch.no_grad():
