@@ -61,7 +61,7 @@ def build(experiment: str, size: int, width: float, out: Path):
     if stage:
         cfg = stage_config(cfg, stage)
     torch.manual_seed(0)
-    module = build_model(cfg, SimpleNamespace(num_classes=576, attribute_classes={"colour": 11, "type": 10}), stage)
+    module = build_model(cfg, SimpleNamespace(num_classes=576, attribute_classes={"colour": 11, "type": 10}))
     return TrainedModel(module.eval(), cfg, out / "untrained.ckpt", out, stage)
 
 

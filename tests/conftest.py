@@ -89,6 +89,17 @@ def vehicleid_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+VERIWILD_WORLD = {"layout": "veriwild2", "ids": 60, "seed": 0, "image_size": 48, "images_per_id": 10}
+
+
+@pytest.fixture(scope="session")
+def veriwild_world(cache_dir: Path) -> Path:
+    """A 60-identity VERI-Wild layout with the VERI-Wild 2.0 test split beside it (``test_split/``)."""
+    from vreid_lightning.data.synthetic import ensure_synthetic_world
+
+    return ensure_synthetic_world(cache_dir, dict(VERIWILD_WORLD), progress=False)
+
+
 def compose(overrides: list[str], out: Path):
     """Compose the app config in-process as the CLI would, with its run directory at ``out``."""
     from hydra import compose as hcompose

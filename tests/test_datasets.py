@@ -438,8 +438,8 @@ def test_compcars_error_paths(tmp_path):
 
 # ---------------------------------------------------------------------------------- registry / merge
 def test_registry_errors(tmp_path):
-    assert set(DATASETS) == {"veri", "vehicleid", "cityflow", "compcars", "custom"}
-    with pytest.raises(ValueError, match="known datasets: cityflow, compcars, custom, vehicleid, veri"):
+    assert set(DATASETS) == {"veri", "vehicleid", "cityflow", "compcars", "custom", "veriwild"}
+    with pytest.raises(ValueError, match="known datasets: cityflow, compcars, custom, vehicleid, veri, veriwild"):
         load_dataset("market1501", tmp_path)
     _raises_at(tmp_path / "nowhere", None, load_dataset, "veri", tmp_path / "nowhere")
     with pytest.raises(ValueError, match="unknown option.*val_seed.*accepted"):

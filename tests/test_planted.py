@@ -113,3 +113,31 @@ def test_a_stage_starts_from_the_previous_stages_weights(tmp_path: Path, veri_wo
     assert abs(trained["mAP"] - fresh["mAP"]) > 1e-3  # training moved the answer
     for stage in ("first", "second"):
         assert results["stages"][stage]["mAP"] == pytest.approx(trained["mAP"], abs=1e-6), stage
+
+
+def test_extract_batch_receives_the_evaluation_metadata(tmp_path: Path, veri_world: Path):
+    """A method that needs side information at test time gets it: the flipped pass sees the same metadata."""
+    from hydra.utils import instantiate
+
+    from tests.planted import PlantedModule
+
+    seen: list[dict] = []
+
+    class SideInfo(PlantedModule):
+        def extract_batch(self, batch: dict) -> dict:
+            seen.append({k: batch[k] for k in ("camid", "timestamp", "track", "index")})
+            return {"planted": planted_feature(batch["image"], self.w) + batch["camid"][:, None].float()}
+
+    cfg = _planted_cfg(tmp_path)
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    module = SideInfo(evaluation={"flip": True})
+    feats = module.extract_eval_features(batch)["planted"]
+    es = dm.eval_set
+    assert len(seen) == 2 and torch.equal(seen[0]["camid"], seen[1]["camid"])
+    assert torch.equal(seen[0]["camid"], torch.as_tensor(es.split.camids[batch["index"].numpy()]))
+    assert torch.equal(seen[0]["timestamp"], torch.as_tensor(es.split.timestamps[batch["index"].numpy()]))
+    flipped = (planted_feature(batch["image"], module.w) + planted_feature(torch.flip(batch["image"], dims=[3]),
+                                                                           module.w)) / 2
+    assert torch.allclose(feats, flipped + batch["camid"][:, None].float(), atol=1e-6)

@@ -35,9 +35,11 @@ def _overrides(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
     keep = [o for o in RNN_HA_TINY if not o.startswith("data")]
     loader = ["data.image_size=[64,64]", "data.batch_size=8", "data.num_workers=0", "data.eval_batch_size=32"]
     if "resnet" in name:  # ResNet-50 has no width/norm switches
-        keep = [o for o in keep if not o.startswith("backbone.")]
+        keep = [o for o in keep if not o.startswith("backbone.")] + ["backbone.pretrained=false"]
     else:
         keep.append("backbone.norm=bn")
+    if name.endswith("_authors"):  # the fine-tuning stage's own batch (fine_tune.py: 128) would not fit the tiny world
+        keep.append("stages.finetune.data.batch_size=8")
     if name.startswith("rnn_ha_veri"):
         return keep + loader + [f"data.root={veri_world}"]
     if "vehicleid" in name:
@@ -61,16 +63,14 @@ def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_wor
     cfg = compose([f"+experiment={name}", *_overrides(name, veri_world, vehicleid_world),
                    "trainer.fast_dev_run=true"], tmp_path)
     assert cfg.model._target_ == "vreid_lightning.methods.rnn_ha.RNNHAModule"
-    results = run(cfg)
+    run(cfg)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["partial_test"] == results["partial_test"]
     assert saved["main_feature"] == "o2"
-    for key in ("mAP", "rank1", "rank5", "rank10"):
-        assert 0.0 <= saved["partial_test"][key] <= 1.0
+    assert {k: v for k, v in saved["partial_test"].items() if not k.startswith("model_acc")} == saved["features"]["o2"]
     if "vehicleid" in name:
         assert "rank1_std" in saved["partial_test"]
     else:  # VeRi layout: every test image has a type
-        assert 0.0 <= saved["partial_test"]["model_acc"] <= 1.0 and saved["partial_test"]["model_acc_images"] > 0
+        assert saved["partial_test"]["model_acc_images"] > 0
     assert len(list(tmp_path.rglob("attention_maps.png"))) == 1   # Fig. 3
     assert len(list(tmp_path.rglob("rank_list_top5.png"))) == 1   # Fig. 4
 
@@ -127,5 +127,5 @@ def test_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
     for r in results:
         cfg = (r.parent / "config_resolved.yaml").read_text()
         hierarchies.add(next(ln.split(":")[1].strip() for ln in cfg.splitlines() if "hierarchy:" in ln))
-        assert "model_acc" in json.loads(r.read_text())["test"]
+        assert "model_acc" in json.loads(r.read_text())["partial_test"]  # fast_dev_run: a cut-short test (issue 24)
     assert hierarchies == {"fc", "rnn"}

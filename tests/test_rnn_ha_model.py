@@ -127,18 +127,6 @@ def test_rnn_h_without_attention_feeds_the_gap_twice():
     assert out.attention is None
 
 
-def test_repeat_x1_switch_feeds_x1_twice_before_step_2():
-    net, rep = _net(), _net(repeat_x1=True)
-    rep.load_state_dict(net.state_dict())
-    x = torch.randn(2, 3, 32, 32)
-    x1 = net.backbone(x).mean(dim=(2, 3))
-    o1 = net.gru(x1, net.gru(x1, torch.zeros(2, 8)))
-    assert torch.allclose(rep(x).o1, o1)
-    assert not torch.allclose(net(x).o1, o1)
-    with pytest.raises(ValueError, match="repeat_x1"):
-        _net(hierarchy="fc", repeat_x1=True)
-
-
 def test_every_parameter_gets_a_gradient():
     net = _net().train()
     out = net(torch.randn(4, 3, 32, 32))

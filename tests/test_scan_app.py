@@ -57,11 +57,9 @@ def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_wor
                    "trainer.fast_dev_run=true"], tmp_path)
     assert cfg.model._target_ == "vreid_lightning.methods.scan.SCANModule"
     assert cfg.backbone.name == "vgg_cnn_m_1024"  # sec. 4.1: light_vgg_m
-    results = run(cfg)
+    run(cfg)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["partial_test"] == results["partial_test"]
-    for key in ("mAP", "rank1", "rank5", "rank10"):
-        assert 0.0 <= saved["partial_test"][key] <= 1.0
+    assert saved["partial_test"] == saved["features"][saved["main_feature"]]  # the main feature is what is reported
     attention = cfg.model.net.attention
     assert saved["main_feature"] == ("scan" if attention else "plain")
     figs = list(tmp_path.rglob("spatial_attention_fig5.png"))

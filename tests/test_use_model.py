@@ -145,7 +145,7 @@ def _tiny_model(name: str, stage: str | None, extra: list[str], out: Path):
         cfg = stage_config(cfg, stage)
     torch.manual_seed(0)
     dm = SimpleNamespace(num_classes=12, attribute_classes={"colour": 11, "type": 10})
-    module = build_model(cfg, dm, stage).eval()
+    module = build_model(cfg, dm).eval()
     for m in module.modules():  # non-trivial BatchNorm statistics, so that eval-mode BN is exercised
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.5, 0.5)

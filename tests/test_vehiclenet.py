@@ -196,13 +196,16 @@ def _synthetic_tiny(name: str = "vehiclenet_synthetic") -> list[str]:
                    "backbone.width_mult=0.125", "trainer.enable_progress_bar=false", "logger=none"]
 
 
-def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid_world: Path) -> list[str]:
+def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid_world: Path,
+                 veriwild_world: Path | None = None) -> list[str]:
     base = name.removesuffix("_authors")
     target = {"vehiclenet_veri": ("veri", veri_world), "vehiclenet_vehicleid": ("vehicleid", vehicleid_world),
-              "vehiclenet_cityflow": ("cityflow", worlds["cityflow"])}[base]
+              "vehiclenet_cityflow": ("cityflow", worlds["cityflow"]),
+              "vehiclenet_veriwild": ("veriwild", veriwild_world)}[base]
     sources = {"vehiclenet_veri": ("cityflow", "vehicleid", "compcars"),
                "vehiclenet_vehicleid": ("cityflow", "veri", "compcars"),
-               "vehiclenet_cityflow": ("veri", "vehicleid", "compcars")}[base]
+               "vehiclenet_cityflow": ("veri", "vehicleid", "compcars"),
+               "vehiclenet_veriwild": ("cityflow", "veri", "vehicleid", "compcars")}[base]
     # the experiment's data, sources, stages and schedule; a small backbone (the registry's are tested in test_backbones)
     over = [f"data.root={target[1]}", "backbone=vgg_cnn_m", "backbone.width_mult=0.125", "backbone.norm=bn",
             "backbone.pretrained=false", "trainer=cpu", "data.image_size=[64,64]",
@@ -214,18 +217,20 @@ def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid
 
         sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:1]
         over += [f"data.test_sizes=[{sizes[0]}]", "data.protocol_options.repeats=1"]
+    if target[0] == "veriwild":
+        over += ["data.dataset_options.test_size=3000"]
     return over
 
 
 @pytest.mark.parametrize("name", ["vehiclenet_synthetic", "vehiclenet_synthetic_veri", "vehiclenet_synthetic_vehicleid",
                                   "vehiclenet_veri", "vehiclenet_vehicleid", "vehiclenet_cityflow",
-                                  "vehiclenet_veri_authors", "vehiclenet_cityflow_authors"])
+                                  "vehiclenet_veri_authors", "vehiclenet_cityflow_authors", "vehiclenet_veriwild"])
 def test_every_experiment_completes_a_fast_dev_run(name: str, tmp_path: Path, worlds: dict[str, Path],
-                                                   veri_world: Path, vehicleid_world: Path):
+                                                   veri_world: Path, vehicleid_world: Path, veriwild_world: Path):
     from vreid_lightning.run import run
 
     over = _synthetic_tiny(name) if name in SYNTHETIC_TARGETS else _real_layout(name, worlds, veri_world,
-                                                                                vehicleid_world)
+                                                                                vehicleid_world, veriwild_world)
     cfg = compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true"], tmp_path)
     assert list(cfg.stages) == ["stage1", "stage2"]
     results = run(cfg)

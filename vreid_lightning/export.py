@@ -119,12 +119,9 @@ class InferenceNet(nn.Module):
         saved = m.eval_cfg["flip"]
         m.eval_cfg["flip"] = self.flip
         try:
-            feats = m.extract_eval_features({"image": images})  # the exported graph takes images only
+            return m.combined_features({"image": images}, study=self.feature != m.main_feature)[self.feature]
         finally:
             m.eval_cfg["flip"] = saved
-        if m._feature_layout is None:
-            m._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
-        return m.feature_combinations(feats, study=self.feature != m.main_feature)[self.feature]
 
 
 def contract(trained: Any, net: InferenceNet, dim: int, fmt: str) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def _run_locked(cfg: DictConfig, out: Path, resuming: bool, stages: Any) -> dict
     if resuming:
         results["resumed"] = True
     if not stages:
-        model = build_model(cfg, dm, None)
+        model = build_model(cfg, dm)
         ckpt = (last_checkpoint(out) if resuming else None) or cfg.get("ckpt_path")  # damaged: one error
         res, record = fit_and_test(cfg, dm, model, out, None, ckpt)
         results.update(test_record(res))

@@ -28,13 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from vreid_lightning.errors import ConfigError
 
 __all__ = ["LastCheckpoint", "BestCheckpoint", "FinalEpochValidation", "read_checkpoint", "has_held_out_split",
-           "atomic_torch_save", "output_dir"]
-
-
-def output_dir(callback: Any, trainer: L.Trainer) -> Path:
-    """Where a callback writes: its ``output_dir`` (the stage directory of a staged run, set by the runner
-    on every callback that has the attribute), else the trainer's ``default_root_dir``."""
-    return Path(getattr(callback, "output_dir", None) or trainer.default_root_dir)
+           "atomic_torch_save"]
 
 
 def has_held_out_split(datamodule: Any) -> bool:
@@ -111,7 +105,6 @@ class LastCheckpoint(L.Callback):
     def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt") -> None:
         self.dirpath = dirpath
         self.filename = filename
-        self.output_dir: str | None = None
         self._pending_rng: dict[str, Any] | None = None
         self._at_epoch_start = False
         self.last_path: str | None = None
@@ -122,7 +115,7 @@ class LastCheckpoint(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.dirpath is None:
-            self.dirpath = str(Path(output_dir(self, trainer)) / "checkpoints")
+            self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")  # the run's (or stage's) directory
 
     @property
     def path(self) -> Path:
@@ -222,12 +215,11 @@ class BestCheckpoint(ModelCheckpoint):
         kwargs.setdefault("save_last", False)
         super().__init__(monitor=monitor, mode=mode, filename=filename, **kwargs)
         self.active = True
-        self.output_dir: str | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.active = has_held_out_split(trainer.datamodule)
         if self.dirpath is None:
-            self.dirpath = str(Path(output_dir(self, trainer)) / "checkpoints")
+            self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")  # the run's (or stage's) directory
         super().setup(trainer, pl_module, stage)
 
     def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:

@@ -249,10 +249,13 @@ class ReIDDataModule(L.LightningDataModule):
         num_instances: K of the PK sampler.
         eval_batch_size, num_workers, pin_memory: loader settings.
         train_transform: keyword options of :func:`build_train_transform` (pad, flip, random_erasing ...).
-        test_transform: keyword options of :func:`build_test_transform` (``scale``, ``interpolation``).
+        test_transform: keyword options of :func:`build_test_transform` (``scale``, ``interpolation``;
+            ``mean``, ``std``: the input normalisation, ImageNet's by default).
         test_sizes: VehicleID test lists to evaluate (default: every list present).
         protocol_options: e.g. ``{"repeats": 10, "seed": 0}`` for VehicleID.
         max_train_images: cap on training images (debugging); logged loudly when it bites.
+        train_labelled: train only on the images labelled with each of these attributes (the RNN-HA
+            authors' VehicleID list holds the 90,168 images with a model label); None: every image.
         val_ids: hold out this many training identities (seeded) as the validation set used for
             checkpoint selection; 0: validate on the test protocol's images (no held-out set).
         seed: seed of the samplers, the training-image cap and the validation identities.
@@ -284,6 +287,7 @@ class ReIDDataModule(L.LightningDataModule):
         test_sizes: Sequence[int | str] | None = None,
         protocol_options: dict[str, Any] | None = None,
         max_train_images: int | None = None,
+        train_labelled: Sequence[str] | None = None,
         val_ids: int = 0,
         seed: int = 0,
         verify_eval_images: bool = True,
@@ -327,6 +331,7 @@ class ReIDDataModule(L.LightningDataModule):
         self.test_sizes = [str(s) for s in test_sizes] if test_sizes else None
         self.protocol_options = dict(protocol_options or {})
         self.max_train_images = max_train_images
+        self.train_labelled = [str(n) for n in (train_labelled or [])]
         self.val_ids = int(val_ids)
         self.seed = seed
         self.verify_eval_images = bool(verify_eval_images)
@@ -379,6 +384,14 @@ class ReIDDataModule(L.LightningDataModule):
                         self.max_train_images, self.max_train_images, len(train))
             rng = np.random.default_rng(self.seed)
             train = train.subset(np.sort(rng.choice(len(train), self.max_train_images, replace=False)))
+        for n in self.train_labelled:
+            if n not in train.attributes:
+                raise ConfigError(f"data.train_labelled: {n!r} is not an attribute of the {self.dataset_name} training "
+                                  f"split (available: {sorted(train.attributes)})")
+            keep = np.flatnonzero(np.asarray(train.attributes[n]) >= 0)
+            log.info("data.train_labelled: %d of %d training images carry a %r label; training on those",
+                     len(keep), len(train), n)
+            train = train.subset(keep)
         self.eval_set = _build_eval_set(self.dataset, self.test_sizes, self.protocol_options)
         self.val_set = self.eval_set
         if self.val_ids > 0:

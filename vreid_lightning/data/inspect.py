@@ -7,7 +7,8 @@ Usage::
 
 The summary holds the parser's counts per split, its warnings and ``diagnostics`` (CompCars
 ``missing_files``, CityFlow track-file reconciliation ...) and, for VehicleID, ``checks.img2vid``
-(``attribute/img2vid.txt`` against the lists read).
+(``attribute/img2vid.txt`` against the lists read); for VERI-Wild, ``checks.test_sets``
+(query/gallery sizes of test_3000/5000/10000 and of the 2.0 subsets present).
 
 Exit status: 0 with the summary on stdout; 2 with ``error: <file>, line <n>: expected ...`` on stderr
 for a broken layout, an unknown dataset or a bad option (no traceback).
@@ -21,9 +22,10 @@ import sys
 
 from .datasets import DATASETS, DatasetFormatError, canonical_name, load_dataset
 from .datasets.vehicleid import check_img2vid
+from .datasets.veriwild import veriwild_test_sets
 
 # Cross-checks a dataset's extra files allow, run by inspect only (they read files training never needs).
-CHECKS = {"vehicleid": {"img2vid": check_img2vid}}
+CHECKS = {"vehicleid": {"img2vid": check_img2vid}, "veriwild": {"test_sets": veriwild_test_sets}}
 
 __all__ = ["main", "parse_option"]
 

@@ -1,7 +1,7 @@
-"""BoT's objective (Luo et al., CVPRW 2019, sec. 3.4-3.6): ID cross-entropy with label smoothing on the
+"""BoT's objective (Luo et al., CVPRW 2019, 'Standard Baseline', 'Label Smoothing', 'BNNeck', 'Center Loss'): ID cross-entropy with label smoothing on the
 BNNeck feature's logits, batch-hard triplet on the pooled feature, and center loss on the pooled feature.
 
-``L = L_ID + L_Triplet + beta * L_C`` (sec. 3.6, Eq. 6), reusing the suite's generic cross-entropy and
+``L = L_ID + L_Triplet + beta * L_C`` (paper, 'Center Loss'), reusing the suite's generic cross-entropy and
 batch-hard triplet terms.
 """
 
@@ -20,7 +20,7 @@ __all__ = ["CenterLoss", "BoTLoss"]
 
 
 class CenterLoss(nn.Module):
-    """Center loss (Wen et al., ECCV 2016) as in BoT sec. 3.6: ``1/2 sum_j ||f_j - c_{y_j}||^2`` over the batch,
+    """Center loss (Wen et al., ECCV 2016) as in BoT 'Center Loss': ``1/2 sum_j ||f_j - c_{y_j}||^2`` over the batch,
     divided by the batch size (a mean over samples).
 
     Args:
@@ -41,11 +41,11 @@ class BoTLoss(nn.Module):
 
     Args:
         num_classes, feature_dim: given by the generic module (identities; the pooled feature's size).
-        label_smoothing: epsilon of the smoothed ID target (sec. 3.4: 0.1).
-        triplet_margin: batch-hard triplet margin (sec. 3.4 / authors' config/defaults.py SOLVER.MARGIN: 0.3).
+        label_smoothing: epsilon of the smoothed ID target ('Label Smoothing': 0.1).
+        triplet_margin: batch-hard triplet margin ('Standard Baseline' / authors' config/defaults.py SOLVER.MARGIN: 0.3).
         soft_margin: soft-margin triplet ``log(1 + exp(d_ap - d_an))`` instead of the hinge (FastReID's VehicleID
             config: ``MARGIN: 0.0``).
-        center_weight: beta of Eq. 6 (sec. 3.6: 0.0005); 0 leaves the center loss out (FastReID's BoT).
+        center_weight: beta ('Center Loss': 0.0005); 0 leaves the center loss out (FastReID's BoT).
     """
 
     def __init__(self, num_classes: int, feature_dim: int, label_smoothing: float = 0.1,

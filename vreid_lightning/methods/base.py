@@ -215,13 +215,17 @@ class ReIDModule(L.LightningModule, abc.ABC):
         return feats
 
     @torch.no_grad()
-    def main_features(self, batch: dict[str, Any]) -> Tensor:
-        """The tested feature (:attr:`main_feature`, with the test-time flip and scales) of one batch, as the
-        evaluation computes it; for tools that extract outside a test loop (``evaluate --extract-crops``)."""
+    def combined_features(self, batch: dict[str, Any], study: bool = True) -> dict[str, Tensor]:
+        """The feature combinations of one batch (test-time flip and scales) as the evaluation computes them;
+        for tools that extract outside a test loop (``predict_step``, ``export``, ``evaluate --extract-crops``)."""
         named = self.extract_eval_features(batch)
         if self._feature_layout is None:
             self._feature_layout = [(k, int(v.shape[1])) for k, v in named.items()]
-        return self.feature_combinations(named, study=False)[self.main_feature]
+        return self.feature_combinations(named, study=study)
+
+    def main_features(self, batch: dict[str, Any]) -> Tensor:
+        """The tested feature (:attr:`main_feature`) of one batch."""
+        return self.combined_features(batch, study=False)[self.main_feature]
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -258,12 +262,9 @@ class ReIDModule(L.LightningModule, abc.ABC):
         self._eval_step(batch)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """The features a test run computes for ``batch["image"]`` (test-time flip/scales, every feature
-        combination the method offers): ``{"index": rows, "features": {combination: (B, D)}}``."""
-        feats = self.extract_eval_features(batch)
-        if self._feature_layout is None:
-            self._feature_layout = [(k, int(v.shape[1])) for k, v in feats.items()]
-        return {"index": batch["index"], "features": self.feature_combinations(feats, study=True)}
+        """The features a test run computes for the batch (test-time flip/scales, every feature combination
+        the method offers): ``{"index": rows, "features": {combination: (B, D)}}``."""
+        return {"index": batch["index"], "features": self.combined_features(batch, study=True)}
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")

@@ -1,11 +1,16 @@
 """RNN-HA (Wei et al., ACCV 2018) as a LightningModule on the shared :class:`ReIDModule` base.
 
-Training: ``L = L_model + L_vehicle`` (Eq. 5), plain cross-entropy each; the model-level label is a
-DataModule attribute (VeRi: ``type``, VehicleID: ``model``), and images without one (-1) are ignored by
-``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
+Training (``objective="rnn_ha"``): ``L = L_model + L_vehicle`` (Eq. 5), plain cross-entropy each; the
+model-level label is a DataModule attribute (VeRi: ``type``, VehicleID: ``model``), and images without one
+(-1) are ignored by ``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
 (sec. 4.2); the model-level classification accuracy on the evaluation images (``model_acc``) is
 reported beside the ranking metrics. Pictures: Fig. 3 (the attention maps ``a`` of Eq. 7 over test
 images) and Fig. 4 (top-5 rank lists, false positives framed red).
+
+``objective="backbone_classifier"`` is the authors' first step, ``fine_tune.py``: the trunk alone, global
+average pooled and classified over the training identities (``load_vgg_m_1024.py``: ``vgg_m[0:15]`` ->
+AvgPool 6x6 -> Linear(512, identities)); its feature is that pooled vector (``gap``). A staged run carries
+the trunk into the RNN-HA stages (``load_previous_stage``: tensors matched by name).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.losses.cross_entropy import cross_entropy
@@ -24,11 +29,12 @@ from vreid_lightning.methods.base import ReIDModule
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.rnn_ha import RNNHANet
 
-__all__ = ["RNNHAModule", "eval_model_labels", "model_level_accuracy"]
+__all__ = ["OBJECTIVES", "RNNHAModule", "eval_model_labels", "model_level_accuracy"]
 
 log = logging.getLogger(__name__)
 
 _LOGITS = "model_logits"  # gathered with the retrieval feature, for the model-level accuracy
+OBJECTIVES: tuple[str, ...] = ("rnn_ha", "backbone_classifier")
 
 
 def eval_model_labels(train_values: np.ndarray, eval_values: np.ndarray) -> np.ndarray:
@@ -75,6 +81,8 @@ class RNNHAModule(ReIDModule):
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: images in the attention-map figure (Fig. 3; 0: none).
         rank_list: ``[successes, failures]`` queries in the top-5 rank-list figure (Fig. 4: 8 and 4).
+        objective: ``rnn_ha`` (Eq. 5) or ``backbone_classifier`` (the authors' fine_tune.py step: the pooled
+            trunk classified over the identities; the GRU, attention and classifiers get no gradient).
     """
 
     def __init__(
@@ -90,6 +98,7 @@ class RNNHAModule(ReIDModule):
         evaluation: Mapping[str, Any] | None = None,
         figures: int = 8,
         rank_list: tuple[int, int] | list[int] = (8, 4),
+        objective: str = "rnn_ha",
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
@@ -109,31 +118,52 @@ class RNNHAModule(ReIDModule):
                             num_model_classes=int(attribute_classes[model_level]), **dict(net or {}))
         self.num_figures = int(figures)
         self.rank_list_counts = (int(rank_list[0]), int(rank_list[1]))
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"model.objective={objective!r}; expected one of {list(OBJECTIVES)}")
+        self.objective = objective
+        self.backbone_classifier: nn.Linear | None = None
+        if objective == "backbone_classifier":  # load_vgg_m_1024.py: Linear(512, 10309), kaiming-normal, zero bias
+            self.backbone_classifier = nn.Linear(self.net.channels, num_classes)
+            nn.init.kaiming_normal_(self.backbone_classifier.weight)
+            nn.init.zeros_(self.backbone_classifier.bias)
 
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        if self.backbone_classifier is not None:  # fine_tune.py: cross-entropy over the identities
+            logits = self.backbone_classifier(self.net.backbone(batch["image"]).mean(dim=(2, 3)))
+            loss = cross_entropy(logits, batch["pid"])
+            return loss, {"vehicle": loss}, logits
         out = self.net(batch["image"])
         l_model = cross_entropy(out.logits["model"], batch["attrs"][self.model_level])  # -1: ignored
         l_vehicle = cross_entropy(out.logits["vehicle"], batch["pid"])
         return l_model + l_vehicle, {"model": l_model, "vehicle": l_vehicle}, out.logits["vehicle"]  # Eq. 5
 
     def extract(self, images: Tensor) -> dict[str, Tensor]:
+        if self.backbone_classifier is not None:
+            return {"gap": self.net.backbone(images).mean(dim=(2, 3))}
         out = self.net(images)
         return {"o2": out.features["o2"], _LOGITS: out.logits["model"]}
 
     @property
     def main_feature(self) -> str:
-        return "o2"
+        return "gap" if self.backbone_classifier is not None else "o2"
 
     def feature_combinations(self, feats: dict[str, Tensor], study: bool = True) -> dict[str, Tensor]:
-        return {"o2": self._concat([feats["o2"]])}  # sec. 4.2: o2, L2-normalised (evaluation.normalize)
+        # sec. 4.2: o2, L2-normalised (evaluation.normalize); the authors' test feature o_vin is the same
+        # tensor (main_GRU_fusion_attention_test.py:86-89,131,135)
+        return {self.main_feature: self._concat([feats[self.main_feature]])}
+
+    def param_groups(self) -> Any:
+        if self.backbone_classifier is not None:  # only what fine_tune.py's network holds
+            return list(self.net.backbone.parameters()) + list(self.backbone_classifier.parameters())
+        return self.parameters()
 
     def extra_metrics(self, feats: dict[str, Tensor], eval_set: Any) -> dict[str, float]:
         """``model_acc``: model-level top-1 accuracy of ``o1``'s classifier over the evaluation images
         that carry a model-level label seen in training (VeRi: every test image's type)."""
         dm = self.trainer.datamodule
         values = eval_set.split.attributes.get(self.model_level)
-        if values is None or not hasattr(dm, "train_split"):
+        if _LOGITS not in feats or values is None or not hasattr(dm, "train_split"):
             return {}
         return model_level_accuracy(feats[_LOGITS], dm.train_split.attributes[self.model_level], values)
 
@@ -141,7 +171,7 @@ class RNNHAModule(ReIDModule):
     def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
         """Fig. 3 (attention maps) and Fig. 4 (top-5 rank lists) of the tested model, PNGs in ``out``."""
         paths = []
-        if self.num_figures > 0 and self.net.attention is not None:
+        if self.num_figures > 0 and self.net.attention is not None and self.backbone_classifier is None:
             paths.append(self.attention_figure(dm, Path(out) / "attention_maps.png"))
         last = self.last_test_eval  # the tested main feature (o2, normalised) and its eval set, kept by the base
         if sum(self.rank_list_counts) > 0 and last is not None:
@@ -171,10 +201,11 @@ class RNNHAModule(ReIDModule):
 
         split = dm.eval_set.split
         pick = one_image_per_identity(dm.eval_set, self.num_figures)
-        ds = ImageDataset(split, build_test_transform(dm.image_size))
+        stats = {k: v for k, v in getattr(dm, "test_transform_options", {}).items() if k in ("mean", "std")}
+        ds = ImageDataset(split, build_test_transform(dm.image_size, **getattr(dm, "test_transform_options", {})))
         x = torch.stack([ds[int(i)]["image"] for i in pick])
         maps = {"attention a (Eq. 7)": self.attention_maps(x)}
-        return save_response_grid(denormalize(x, clamp=True), maps, path)
+        return save_response_grid(denormalize(x, clamp=True, **stats), maps, path)
 
     def rank_list_figure(self, feats: Tensor, eval_set: Any, path: Path) -> Path:
         """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity."""

@@ -75,7 +75,7 @@ class BoTNet(nn.Module):
     Args:
         backbone: backbone config (``name`` and its options; BoT: ``resnet50`` with ``last_stride: 1``).
         num_classes: training identities.
-        neck_feat: retrieval feature at test time: ``after`` the BNNeck (the paper, sec. 3.5) or ``before``.
+        neck_feat: retrieval feature at test time: ``after`` the BNNeck (the paper, 'BNNeck') or ``before``.
         gem_p: None: global average pooling (the paper); a number: GeM pooling with that exponent (FastReID's
             VehicleID config, ``POOL_LAYER: gempool``).
         ibn_a_weights: path of ResNet-50-IBN-a ImageNet weights: builds IBN-a layers and loads them (None: no IBN).
@@ -101,13 +101,13 @@ class BoTNet(nn.Module):
 
             make_ibn_a(self.backbone)
             load_into(self.backbone, read_state_dict_file(ibn_a_weights), source=str(ibn_a_weights))
-        self.backbone.take_head()  # a VGG trunk's fc6/fc7 are not BoT's: it pools the last conv map (sec. 3.1)
+        self.backbone.take_head()  # a VGG trunk's fc6/fc7 are not BoT's: it pools the last conv map ('Standard Baseline')
         dim = int(self.backbone.out_channels)
         self.feature_dim = dim
         self.pool = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)) if gem_p is None
                      else GeneralizedMeanPooling(float(gem_p)))
         self.neck_feat = neck_feat
-        # BNNeck (sec. 3.5): a BatchNorm without shift; authors' code modeling/baseline.py:54-56, 58
+        # BNNeck ('BNNeck'): a BatchNorm without shift; authors' code modeling/baseline.py:54-56, 58
         self.bnneck = nn.BatchNorm1d(dim)
         self.bnneck.bias.requires_grad_(False)
         nn.init.constant_(self.bnneck.weight, 1.0)

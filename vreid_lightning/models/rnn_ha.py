@@ -30,6 +30,8 @@ from vreid_lightning.models.layers import Classifier
 
 __all__ = [
     "HIERARCHIES",
+    "GRU_BIASES",
+    "PARAM_INITS",
     "ATTENDED_POOLS",
     "GRUStep",
     "FCStep",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 HIERARCHIES: tuple[str, ...] = ("rnn", "fc")
+GRU_BIASES: tuple[int, ...] = (1, 2)
+PARAM_INITS: tuple[str, ...] = ("suite", "authors")
 ATTENDED_POOLS: tuple[str, ...] = ("mean", "sum")
 
 
@@ -62,20 +66,27 @@ class GRUStep(nn.Module):
         h' = (1 - z) * n + z * h
 
     ``x2h`` holds ``[W_xz; W_xr; W_xg]`` with the biases ``[b_z; b_r; b_g]``; ``h2h`` holds
-    ``[W_hz; W_hr; W_hg]`` without bias. (``torch.nn.GRUCell`` differs only by an extra bias inside
-    the reset product.) Init as torch's GRU: ``U(-1/sqrt(H), 1/sqrt(H))``.
+    ``[W_hz; W_hr; W_hg]``, without bias for ``biases=1`` (the paper). ``biases=2`` gives ``h2h`` its own
+    bias, as ``torch.nn.GRU`` has (``b_ih`` and ``b_hh``, the authors' ``nn.GRU``,
+    main_GRU_fusion_attention.py:47): ``b_hz``, ``b_hr`` only add to ``b_z``, ``b_r``, but ``b_hg`` sits
+    inside the reset product, ``n = tanh(W_xg x + b_g + r * (W_hg h + b_hg))``. Init as torch's GRU:
+    ``U(-1/sqrt(H), 1/sqrt(H))``. The gate order here is (z, r, g); ``nn.GRU`` stores (r, z, n).
 
     Args:
         input_size: width of ``x`` (the descriptor width ``d``).
         hidden_size: width of ``h`` (1024, RNN-HA sec. 4.2).
+        biases: 1 (Eqs. 1-4: one bias per gate) or 2 (``nn.GRU``: input and hidden biases).
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, biases: int = 1) -> None:
         super().__init__()
+        if biases not in GRU_BIASES:
+            raise ValueError(f"GRUStep: gru_biases must be one of {GRU_BIASES}, got {biases!r}")
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
+        self.biases = int(biases)
         self.x2h = nn.Linear(input_size, 3 * hidden_size)
-        self.h2h = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.h2h = nn.Linear(hidden_size, 3 * hidden_size, bias=biases == 2)
         bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
@@ -217,7 +228,13 @@ class RNNHANet(nn.Module):
         transformer_dims: hidden widths of the attention transformer (authors' code: [1024]).
         eps: Eq. 7's constant (0.1).
         attended_pool: ``mean`` (Eq. 9) or ``sum``.
-        repeat_x1: feed ``x1`` twice before step 2 (a quirk of the authors' VGG code; off by default).
+        repeat_x1: the routing of the authors' VGG code (main_GRU_fusion_attention.py:62-64,82): the
+            sequence ``[x1, x1]`` goes through the GRU from ``h0``; the model-level classifier and the
+            attention read the first output ``o1``, and step 2 starts from the state after both
+            (``h = GRU(x1, o1)``, ``o2 = GRU(x2, h)``). Off by default (the paper: one step per level).
+        gru_biases: 1 (Eqs. 1-4) or 2 (``nn.GRU``'s input and hidden biases, the authors' code).
+        param_init: ``suite`` (classifiers N(0, 0.001) with zero bias, transformer kaiming-normal with zero
+            bias) or ``authors`` (main:48-56: kaiming-normal weights of W1-W4, torch's default bias init).
         fc_activation: FC-HA's activation (``relu`` or ``tanh``).
     """
 
@@ -234,12 +251,16 @@ class RNNHANet(nn.Module):
         attended_pool: str = "mean",
         repeat_x1: bool = False,
         fc_activation: str = "relu",
+        gru_biases: int = 1,
+        param_init: str = "suite",
     ) -> None:
         super().__init__()
         if hierarchy not in HIERARCHIES:
             raise ValueError(f"RNNHANet: hierarchy must be one of {HIERARCHIES}, got {hierarchy!r}")
         if repeat_x1 and hierarchy != "rnn":
             raise ValueError("RNNHANet: repeat_x1 feeds x1 twice into the GRU; it has no meaning with hierarchy='fc'")
+        if gru_biases != 1 and hierarchy != "rnn":
+            raise ValueError("RNNHANet: gru_biases sets the GRU's biases; no meaning with hierarchy='fc'")
         if num_classes < 1 or num_model_classes < 1:
             raise ValueError(f"RNNHANet: class counts must be >= 1, got vehicle={num_classes}, model={num_model_classes}")
         if not hasattr(backbone, "out_channels"):
@@ -251,7 +272,7 @@ class RNNHANet(nn.Module):
         self.hierarchy = hierarchy
         self.repeat_x1 = bool(repeat_x1)
         if hierarchy == "rnn":
-            self.gru = GRUStep(d, hidden_size)  # one GRU, weights shared over the time steps
+            self.gru = GRUStep(d, hidden_size, gru_biases)  # one GRU, weights shared over the time steps
             self.step1: nn.Module | None = None
             self.step2: nn.Module | None = None
         else:
@@ -261,6 +282,16 @@ class RNNHANet(nn.Module):
         self.attention = GuidedAttention(hidden_size, d, transformer_dims, eps, attended_pool) if attention else None
         self.model_classifier = Classifier(hidden_size, num_model_classes)
         self.vehicle_classifier = Classifier(hidden_size, num_classes)
+        if param_init not in PARAM_INITS:
+            raise ValueError(f"RNNHANet: param_init must be one of {PARAM_INITS}, got {param_init!r}")
+        if param_init == "authors":  # main:48-56: init.kaiming_normal(W.weight); the biases keep nn.Linear's init
+            heads = [self.model_classifier, self.vehicle_classifier]
+            if self.attention is not None:
+                heads += [m for m in self.attention.transformer if isinstance(m, nn.Linear)]
+            for layer in heads:
+                nn.init.kaiming_normal_(layer.weight)
+                bound = 1.0 / math.sqrt(layer.in_features)
+                nn.init.uniform_(layer.bias, -bound, bound)
 
     @property
     def feature_dims(self) -> dict[str, int]:
@@ -277,13 +308,13 @@ class RNNHANet(nn.Module):
         x1 = f.mean(dim=(2, 3))                            # image embedding vector (GAP)
         h0 = f.new_zeros(f.shape[0], self.hidden_size)     # zero initial state (sec. 4.2)
         o1 = self._step(1, x1, h0)
-        if self.repeat_x1:
-            o1 = self._step(1, x1, o1)
+        # authors' VGG code: x1 a second time; o1 stays the first output, step 2 starts after both
+        h1 = self._step(1, x1, o1) if self.repeat_x1 else o1
         if self.attention is not None:
             x2, a = self.attention(f, o1)                  # attention embedding vector
         else:
             x2, a = x1, None                               # RNN-H w/o attention: both GAP
-        o2 = self._step(2, x2, o1)
+        o2 = self._step(2, x2, h1)
         return RNNHAOutput(
             features={"o2": o2},
             logits={"model": self.model_classifier(o1), "vehicle": self.vehicle_classifier(o2)},

@@ -1,4 +1,4 @@
-"""Linear warm-up followed by step decays, counted in epochs (BoT, Luo et al. CVPRW 2019, sec. 4.1)."""
+"""Linear warm-up followed by step decays, counted in epochs (BoT, Luo et al. CVPRW 2019, 'Warmup Learning Rate')."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ record is on disk (:mod:`vreid_lightning.runner.finish`).
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vreid_lightning.callbacks.checkpoint import BestCheckpoint, LastCheckpoint, has_held_out_split, read_checkpoint
@@ -53,17 +52,12 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[
     return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir(out, stage)))
 
 
-def _accepts(target: str, name: str) -> bool:
-    """Whether the class ``target`` takes a keyword argument ``name`` (or ``**kwargs``)."""
-    params = inspect.signature(get_class(target).__init__).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+def build_model(cfg: DictConfig, dm: Any) -> L.LightningModule:
+    """Instantiate ``cfg.model`` with the data-dependent arguments every method takes (training identities and
+    attribute classes) and the config groups it is built from (backbone, optimizer, scheduler).
 
-
-def build_model(cfg: DictConfig, dm: Any, stage: str | None, stage_sets_model_stage: bool = False) -> L.LightningModule:
-    """Instantiate ``cfg.model`` with the data-dependent arguments.
-
-    In a staged run the stage's name is passed as ``stage`` (RAM: the step picks the branches) when the
-    module takes a ``stage`` argument and the stage's own ``model`` override does not set it.
+    Nothing else is passed: a staged method's per-stage settings (RAM's ``stage``) are in each stage's
+    ``model`` override.
     """
     extra: dict[str, Any] = {
         "num_classes": dm.num_classes,
@@ -72,8 +66,6 @@ def build_model(cfg: DictConfig, dm: Any, stage: str | None, stage_sets_model_st
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True) or None,
     }
-    if stage is not None and not stage_sets_model_stage and _accepts(cfg.model._target_, "stage"):
-        extra["stage"] = stage
     # plain containers (not DictConfig) in hparams, so checkpoints load with weights_only=True
     return instantiate(cfg.model, **extra, _recursive_=False, _convert_="all")
 

@@ -145,7 +145,6 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
     last_res: dict[str, Any] = {}
     data_key = _data_key(cfg)
     for i, name in enumerate(selected):
-        scfg = cfg.stages[name] or {}
         cfg_s = stage_cfgs[name]
         sdir = stage_dir(out, name)
         done = finished_stage(sdir) if resuming else None
@@ -159,7 +158,7 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
             res, record = done["results"], done["tested_checkpoint"]
         else:
             L.seed_everything(cfg.seed + names.index(name), workers=True)  # the same seed whichever stages run
-            model = build_model(cfg_s, dm, name, stage_sets_model_stage="stage" in (scfg.get("model") or {}))
+            model = build_model(cfg_s, dm)
             if prev_ckpt and prev_ckpt == cfg.get("init_from"):  # another method's file: one error naming it
                 check_checkpoint_matches(read_checkpoint(prev_ckpt, "init_from"), prev_ckpt, "init_from", model, False)
             if prev_ckpt:

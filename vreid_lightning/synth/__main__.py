@@ -1,6 +1,7 @@
 """Command line of the synthetic world.
 
     python -m vreid_lightning.synth --layout veri --out /data/VeRi_synth --ids 776 --seed 0
+    python -m vreid_lightning.synth --layout veriwild2 --out /data/VERI-Wild_synth --scale 0.01
     python -m vreid_lightning.synth preview --out preview.png --ids 6 --seed 0
 """
 
@@ -10,7 +11,7 @@ import argparse
 import sys
 import time
 
-from .generate import LAYOUTS, generate
+from .generate import LAYOUTS, generate, ids_for_scale
 from .preview import make_preview
 
 __all__ = ["main", "build_parser", "build_preview_parser"]
@@ -36,14 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "(or: python -m vreid_lightning.synth preview --out FILE.png).")
     p.add_argument("--layout", required=True, choices=sorted(LAYOUTS), help="dataset layout to write")
     p.add_argument("--out", required=True, help="layout root to create (empty or absent)")
-    p.add_argument("--ids", required=True, type=_positive("--ids"), help="number of vehicle identities")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--ids", type=_positive("--ids"), help="number of vehicle identities")
+    size.add_argument("--scale", type=float, help="identities as a fraction of the real release's (e.g. 0.01 of "
+                      "VERI-Wild's 40,671 ids)")
     p.add_argument("--seed", type=_positive("--seed", 0), default=0, help="world seed (default 0)")
     p.add_argument("--image-size", type=_positive("--image-size", 32), default=128,
                    help="long side of a full-resolution crop in pixels (default 128)")
     p.add_argument("--cameras", type=_positive("--cameras"), default=None,
-                   help="number of cameras (default: VeRi 20, CityFlow 40, VehicleID 2, CompCars 8)")
+                   help="number of cameras (default: VeRi 20, CityFlow 40, VehicleID 2, CompCars 8, VERI-Wild 174)")
     p.add_argument("--images-per-id", type=_positive("--images-per-id", 2), default=None,
-                   help="mean images per identity (default: VeRi 64, CityFlow 80, VehicleID 8, CompCars 6)")
+                   help="mean images per identity (default: VeRi 64, CityFlow 80, VehicleID 8, CompCars 6, VERI-Wild 10)")
     p.add_argument("--workers", type=_positive("--workers", 0), default=2, help="rendering processes (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic world previously written to --out")
     p.add_argument("--image-format", choices=("jpeg", "png"), default="jpeg",
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.ids is None:
+            args.ids = ids_for_scale(args.layout, args.scale)
         manifest = generate(args.layout, args.out, args.ids, seed=args.seed, image_size=args.image_size,
                             cameras=args.cameras, workers=args.workers, progress=not args.quiet,
                             images_per_id=args.images_per_id, overwrite=args.overwrite,

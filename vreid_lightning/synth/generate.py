@@ -17,8 +17,9 @@ from .writers.compcars import write_compcars
 from .writers.custom import write_custom
 from .writers.vehicleid import write_vehicleid
 from .writers.veri import write_veri
+from .writers.veriwild import REAL_IDS as VERIWILD_IDS, write_veriwild, write_veriwild2
 
-__all__ = ["GENERATOR_VERSION", "LAYOUTS", "LayoutSpec", "generate", "MANIFEST", "BOXES"]
+__all__ = ["GENERATOR_VERSION", "LAYOUTS", "LayoutSpec", "generate", "MANIFEST", "BOXES", "REAL_IDS", "ids_for_scale"]
 
 # Bump whenever any output byte can change for the same arguments (catalogue, marks, renderer, writers).
 # 1.3.0: adds synth_boxes.csv (the tight vehicle box of every image); every image and annotation byte as 1.2.1.
@@ -55,7 +56,25 @@ LAYOUTS: dict[str, LayoutSpec] = {
                            root="CompCars root (containing data/)"),
     # data=custom: the suite's own CSV + folder-per-id layout (writers/custom.py), VeRi-like cameras.
     "custom": LayoutSpec("surveillance", 20, 20, 2, 9999, 2, write_custom, root="custom root (annotations.csv, images/)"),
+    # VERI-Wild: 174 cameras, ~10 images per id (416,314 images / 40,671 ids), a month of video.
+    "veriwild": LayoutSpec("surveillance", 174, 10, 8, 99_999, 2, write_veriwild, root="VERI-Wild/"),
+    # VERI-Wild + the VERI-Wild 2.0 test split (test_split/) of other ids, in one folder.
+    "veriwild2": LayoutSpec("surveillance", 174, 10, 10, 99_999, 2, write_veriwild2, root="VERI-Wild/ (+ 2.0)"),
 }
+
+# Identities of the real release of each layout (``--scale`` multiplies them).
+REAL_IDS = {"veri": 776, "vehicleid": 26_328, "cityflow": 666, "compcars": 1_716, "veriwild": VERIWILD_IDS,
+            "veriwild2": VERIWILD_IDS}
+
+
+def ids_for_scale(layout: str, scale: float) -> int:
+    """Identities of a world ``scale`` times the real release's size (at least the layout's minimum)."""
+    if layout not in REAL_IDS:
+        raise ValueError(f"--scale: layout {layout!r} has no real release to scale; use --ids (layouts with a "
+                         f"release size: {', '.join(REAL_IDS)})")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
+    return max(LAYOUTS[layout].min_ids, int(round(REAL_IDS[layout] * scale)))
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> int:
@@ -87,7 +106,7 @@ def generate(layout: str, out: str | Path, ids: int, seed: int = 0, image_size: 
     """Generate a synthetic world and write it in a real dataset layout.
 
     Args:
-        layout: ``veri``, ``vehicleid``, ``cityflow`` or ``compcars``.
+        layout: ``veri``, ``vehicleid``, ``cityflow``, ``compcars``, ``veriwild`` or ``veriwild2``.
         out: the layout root to create (it becomes the VeRi root / VehicleID_V1.0 / AIC20_ReID /
             the CompCars root holding ``data/``); must be empty or absent unless ``overwrite``.
         ids: number of identities (vehicles).

@@ -110,7 +110,7 @@ def pick_viewpoint_queries(query_rows: np.ndarray, names: list[str | None],
 
 @torch.no_grad()
 def _eval_features(model: Any, dm: Any) -> Tensor:
-    loader = dm._eval_loader(dm.eval_set)
+    loader = dm.test_dataloader()  # the test set (dm.eval_set), unsharded outside a trainer
     was_training = model.training
     model.eval()
     parts, rows = [], []

@@ -3,7 +3,8 @@
     python experiments/rnn_ha/diagnostics/summarise.py
 
 Each sub-folder holds a run's results.json and config_resolved.yaml; the table gives its schedule (epochs,
-learning-rate drop), world, variant, x2 pooling, seed, test mAP / rank-1 and the model-level accuracy.
+learning-rate drop), world, variant, x2 pooling, the authors' switches (descriptor map, x1 fed once or twice,
+GRU biases), seed, test mAP / rank-1 and the model-level accuracy.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def rows(root: Path = HERE) -> list[dict]:
             "world": f"{world['layout']} {world['ids']} ids x {world['images_per_id']}",
             "variant": VARIANT[(net["hierarchy"], bool(net["attention"]))],
             "x2 pool": net["attended_pool"] if net["attention"] else "-",
+            # the authors' switches (absent from runs older than them: the paper's reading)
+            "map / x1 / GRU biases": f"{cfg['backbone'].get('trunk_end', 'conv5')} / "
+                                     f"{'twice' if net.get('repeat_x1') else 'once'} / {net.get('gru_biases', 1)}",
             "seed": cfg["seed"],
             "mAP": 100 * t["mAP"] if "mAP" in t else float("nan"),
             "rank1": 100 * t["rank1"],
@@ -39,7 +43,8 @@ def rows(root: Path = HERE) -> list[dict]:
 
 
 def main() -> int:
-    keys = ["run", "schedule", "world", "variant", "x2 pool", "seed", "mAP", "rank1", "model_acc"]
+    keys = ["run", "schedule", "world", "variant", "x2 pool", "map / x1 / GRU biases", "seed", "mAP", "rank1",
+            "model_acc"]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for r in rows():

@@ -1,4 +1,4 @@
-"""Parsers of the real dataset layouts (VeRi-776, VehicleID, CityFlow, CompCars) and the VehicleNet merge.
+"""Parsers of the real dataset layouts (VeRi-776, VehicleID, CityFlow, CompCars, VERI-Wild) and the VehicleNet merge.
 
 Every parser returns a :class:`ReIDDataset`; layout problems raise :class:`DatasetFormatError` naming the
 file and line. ``python -m vreid_lightning.data.inspect --dataset NAME --root DIR`` prints a summary.
@@ -14,6 +14,7 @@ from .merge import VEHICLENET_OPTIONS, load_vehiclenet, merge_datasets
 from .registry import ALIASES, DATASETS, canonical_name, dataset_options, load_dataset
 from .vehicleid import load_vehicleid
 from .veri import load_veri
+from .veriwild import load_veriwild
 
 __all__ = [
     "MISSING",
@@ -28,6 +29,7 @@ __all__ = [
     "dataset_options",
     "load_dataset",
     "load_veri",
+    "load_veriwild",
     "load_vehicleid",
     "load_cityflow",
     "load_compcars",

@@ -15,6 +15,7 @@ from .compcars import load_compcars
 from .custom import load_custom
 from .vehicleid import load_vehicleid
 from .veri import load_veri
+from .veriwild import load_veriwild
 
 __all__ = ["DATASETS", "ALIASES", "canonical_name", "dataset_options", "load_dataset"]
 
@@ -24,9 +25,11 @@ DATASETS: dict[str, Callable[..., ReIDDataset]] = {
     "cityflow": load_cityflow,
     "compcars": load_compcars,
     "custom": load_custom,  # your own data: annotations CSV or ROOT/<id>/<image> (custom.py)
+    "veriwild": load_veriwild,
 }
 ALIASES = {"veri776": "veri", "veri-776": "veri", "vehicle_id": "vehicleid", "aic19": "cityflow",
-           "aic20": "cityflow", "aic21": "cityflow"}
+           "aic20": "cityflow", "aic21": "cityflow",
+           "veri-wild": "veriwild", "veri_wild": "veriwild"}
 
 
 def canonical_name(name: str) -> str:

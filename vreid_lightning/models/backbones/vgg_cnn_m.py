@@ -48,6 +48,10 @@ class VGGCNNM(Backbone):
         fc_dim: Override of fc7's width, i.e. ``head_dim`` (default ``fc7_dim * width_mult``).
         dropout: Dropout after fc6 and fc7 (Caffe prototxt: 0.5).
         head_pool_size: pool5 output size; 6 as in the paper (6x6 at 224 input, RAM Sec. 2.2).
+        norm: ``lrn`` (the paper's network) or ``bn`` (NOT the paper, for from-scratch CPU runs).
+        trunk_end: where ``forward`` stops: ``conv5`` (after relu5, 13x13 at 224 input, the "last conv
+            layer") or ``pool5`` (then Caffe's pool5, max 3x3/2 with ceil rounding: 6x6 at 224 input; the
+            RNN-HA authors' trunk, ``vgg_m[0:15]`` of main_GRU_fusion_attention.py:21-28,40).
     """
 
     def __init__(
@@ -59,11 +63,14 @@ class VGGCNNM(Backbone):
         dropout: float = 0.5,
         head_pool_size: int = 6,
         norm: str = "lrn",
+        trunk_end: str = "conv5",
     ) -> None:
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
         if norm not in ("lrn", "bn"):
             raise ValueError(f"backbone.norm must be 'lrn' (the paper's network) or 'bn', got {norm!r}")
+        if trunk_end not in ("conv5", "pool5"):
+            raise ValueError(f"backbone.trunk_end must be 'conv5' or 'pool5', got {trunk_end!r}")
         c1, c2, c3 = (_scaled(c, width_mult) for c in (96, 256, 512))
         super().__init__(out_channels=c3)
         # Chatfield et al. 2014, Table 1 (CNN-M) / the BVLC prototxt.
@@ -84,6 +91,9 @@ class VGGCNNM(Backbone):
         self.relu4 = nn.ReLU(inplace=True)
         self.conv5 = nn.Conv2d(c3, c3, kernel_size=3, padding=1)
         self.relu5 = nn.ReLU(inplace=True)
+        self.trunk_end = trunk_end
+        # pool5 as in the Caffe prototxt (and the authors' torch port): max 3x3/2, ceil rounding; no parameters
+        self.pool5 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True) if trunk_end == "pool5" else nn.Identity()
         if norm == "bn":
             for i, c in enumerate((c1, c2, c3, c3, c3), start=1):
                 self.add_module(f"bn{i}", nn.BatchNorm2d(c))
@@ -120,8 +130,9 @@ class VGGCNNM(Backbone):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the conv5 map (after ReLU): (B, 512, 13, 13) at 224x224 input."""
-        return self.relu5(self.forward_pre_relu(x))
+        """Return the conv5 map (after ReLU): (B, 512, 13, 13) at 224x224 input; with ``trunk_end="pool5"``
+        the pool5 map, (B, 512, 6, 6)."""
+        return self.pool5(self.relu5(self.forward_pre_relu(x)))
 
     def forward_pre_relu(self, x: torch.Tensor) -> torch.Tensor:
         """The conv5 map before its ReLU (the RAM authors' BN branch reads it, train_RAM_finetune.prototxt:295)."""
