@@ -119,7 +119,7 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     device = device or default_device()
     opts = dict(trained.cfg.data.get("test_transform") or {})  # the run's test resize (VehicleNet authors: 1.1x)
     norm = input_norm(**dict(trained.cfg.data.get("input_norm") or {}))  # e.g. the RAM authors' BGR 0-255 input
-    ds = ImageFiles(paths, build_test_transform(trained.image_size, **norm, **opts),
+    ds = ImageFiles(paths, build_test_transform(trained.image_size, **{**norm, **opts}),
                     test_input_size(trained.image_size, opts.get("scale", 1.0)))
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)

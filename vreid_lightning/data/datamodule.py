@@ -519,7 +519,7 @@ class ReIDDataModule(L.LightningDataModule):
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
         ds = ImageDataset(eval_set.split,
-                          build_test_transform(self.image_size, **self.input_norm, **self.test_transform_options))
+                          build_test_transform(self.image_size, **{**self.input_norm, **self.test_transform_options}))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:
