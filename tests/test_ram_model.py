@@ -214,12 +214,15 @@ def test_bad_configuration_errors():
         RAMNet.stage_branches("bn+r")
 
 
-def test_bn_init_from_conv_option():
-    model = make_model("bn", bn_init_from_conv=True)
+def test_bn_fc_init_option():
+    model = make_model("bn", bn_fc_init="copy")
     torch.testing.assert_close(model.bn.fc1[0].weight, model.conv.fc1[0].weight)
     assert model.bn.fc1[0].weight.data_ptr() != model.conv.fc1[0].weight.data_ptr()
-    fresh = make_model("bn", bn_init_from_conv=False)
+    fresh = make_model("bn", bn_fc_init="xavier")
     assert not torch.allclose(fresh.bn.fc1[0].weight, fresh.conv.fc1[0].weight)
+    bound = (3.0 / fresh.bn.fc1[0].in_features) ** 0.5  # Caffe's xavier: U(-sqrt(3/fan_in), +)
+    assert fresh.bn.fc1[0].weight.abs().max() <= bound and fresh.bn.fc1[0].weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(fresh.bn.fc1[0].bias) == 0
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -236,7 +239,7 @@ def trained(model: RAMNet) -> RAMNet:
 
 def test_load_previous_stage_carries_baseline_into_bn():
     prev = trained(make_model("baseline", seed=0))
-    nxt = make_model("bn", seed=1)
+    nxt = make_model("bn", seed=1, bn_fc_init="copy")
     report = load_previous_stage(nxt, prev.state_dict())
     prev_sd, nxt_sd = prev.state_dict(), nxt.state_dict()
     shared = [k for k in prev_sd if k.startswith(("backbone.", "conv."))]
@@ -246,6 +249,10 @@ def test_load_previous_stage_carries_baseline_into_bn():
     assert set(report["new"]) == {k for k in nxt_sd if k.startswith("bn.")} and report["new"]
     assert set(report["copied"]) == {k for k in nxt_sd if k.startswith(("bn.fc1.", "bn.fc2."))}
     torch.testing.assert_close(nxt.bn.fc1[0].weight, prev.conv.fc1[0].weight, rtol=0, atol=0)
+    fresh = make_model("bn", seed=1)  # bn_fc_init="xavier" (the authors'): the BN FCs keep their own init
+    before = fresh.bn.fc1[0].weight.detach().clone()
+    assert load_previous_stage(fresh, prev.state_dict())["copied"] == {}
+    torch.testing.assert_close(fresh.bn.fc1[0].weight, before, rtol=0, atol=0)
 
 
 def test_load_previous_stage_keeps_fresh_branches_and_prefix():

@@ -5,7 +5,7 @@
     python -m vreid_lightning.extract RUN_OR_CKPT --dataset-root /data/VeRi --split query --out q.npz
     python -m vreid_lightning.extract RUN_OR_CKPT --split test --out test.npz   # the run's own test images
 
-The checkpoint's run config gives the test transform (warp-resize to data.image_size, ImageNet mean/std),
+The checkpoint's run config gives the test transform (warp-resize to data.image_size, data.input_norm: ImageNet mean/std by default),
 the test-time augmentation (model.evaluation.flip / scales) and the feature combination (the method's main
 one, or --feature NAME). Features are computed by Lightning's predict loop (``ReIDModule.predict_step``),
 batched (data.eval_batch_size), on the GPU when there is one, with a progress bar. The output is the
@@ -110,7 +110,7 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     """
     import lightning as L
 
-    from vreid_lightning.data.transforms import build_test_transform, test_input_size
+    from vreid_lightning.data.transforms import build_test_transform, input_norm, test_input_size
     from vreid_lightning.inference import default_device
 
     if not paths:
@@ -118,7 +118,8 @@ def extract_features(trained: Any, paths: Sequence[str], feature: str | None = N
     feature = trained.check_feature(feature)
     device = device or default_device()
     opts = dict(trained.cfg.data.get("test_transform") or {})  # the run's test resize (VehicleNet authors: 1.1x)
-    ds = ImageFiles(paths, build_test_transform(trained.image_size, **opts),
+    norm = input_norm(**dict(trained.cfg.data.get("input_norm") or {}))  # e.g. the RAM authors' BGR 0-255 input
+    ds = ImageFiles(paths, build_test_transform(trained.image_size, **{**norm, **opts}),
                     test_input_size(trained.image_size, opts.get("scale", 1.0)))
     loader = DataLoader(ds, batch_size=batch_size or trained.eval_batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)

@@ -27,6 +27,7 @@ from vreid_lightning.data.datasets.registry import canonical_name
 from vreid_lightning.data.datasets.base import MISSING, DatasetFormatError, ReIDDataset, Split
 from vreid_lightning.data.samplers import build_sampler
 from vreid_lightning.data.transforms import build_test_transform, build_train_transform
+from vreid_lightning.data.transforms import input_norm as _input_norm
 
 __all__ = ["EvalSet", "ImageDataset", "ReIDDataModule", "ShardSampler", "remap_labels", "format_source_table",
            "SOURCE_KEYS"]
@@ -258,6 +259,10 @@ class ReIDDataModule(L.LightningDataModule):
         val_ids: hold out this many training identities (seeded) as the validation set used for
             checkpoint selection; 0: validate on the test protocol's images (no held-out set).
         seed: seed of the samplers, the training-image cap and the validation identities.
+        sampler_options: options of the ``carcont`` sampler (:class:`~vreid_lightning.data.carcont.GroupBlockSampler`:
+            ``blocks``, ``num_batches``).
+        input_norm: the pipelines' normalisation (:func:`~vreid_lightning.data.transforms.input_norm`: channels,
+            pixel_range, mean, std); default: torchvision's ImageNet RGB statistics.
     """
 
     def __init__(
@@ -286,6 +291,8 @@ class ReIDDataModule(L.LightningDataModule):
         val_ids: int = 0,
         seed: int = 0,
         verify_eval_images: bool = True,
+        sampler_options: dict[str, Any] | None = None,
+        input_norm: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if synthetic is None and not root:
@@ -328,6 +335,14 @@ class ReIDDataModule(L.LightningDataModule):
         self.val_ids = int(val_ids)
         self.seed = seed
         self.verify_eval_images = bool(verify_eval_images)
+        self.sampler_options = dict(sampler_options or {})
+        if self.sampler_options and sampler != "carcont":
+            raise ConfigError(f"data.sampler_options={self.sampler_options} only apply to data.sampler=carcont "
+                              f"(got sampler={sampler!r})")
+        try:
+            self.input_norm = _input_norm(**dict(input_norm or {}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.input_norm: {e}") from None
         self._ready = False
 
     # ------------------------------------------------------------------ preparation
@@ -484,14 +499,27 @@ class ReIDDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        tf = build_train_transform(self.image_size, **self.train_transform_options)
+        tf = build_train_transform(self.image_size, **{**self.input_norm, **self.train_transform_options})
         ds = ImageDataset(self.train_split, tf, self.train_pids, self.train_attributes)
+        if self.sampler_name == "carcont":  # the RAM authors' CarcontImageData batches (data/carcont.py)
+            from vreid_lightning.data.carcont import GroupBlockSampler
+
+            try:
+                sampler = GroupBlockSampler({"pid": self.train_pids, **self.train_attributes}, seed=self.seed,
+                                            **self.sampler_options)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"data.sampler=carcont (data.sampler_options): {e}") from None
+            if sampler.batch_size != self.batch_size:
+                raise ConfigError(f"data.batch_size={self.batch_size} but data.sampler_options.blocks make batches of "
+                                  f"{sampler.batch_size}: set them equal")
+            return self._loader(ds, self.batch_size, sampler, train=True)
         extra = {"k": self.num_instances} if self.sampler_name == "pk" else {}
         sampler = build_sampler(self.sampler_name, self.train_pids, self.batch_size, seed=self.seed, **extra)
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
-        ds = ImageDataset(eval_set.split, build_test_transform(self.image_size, **self.test_transform_options))
+        ds = ImageDataset(eval_set.split,
+                          build_test_transform(self.image_size, **{**self.input_norm, **self.test_transform_options}))
         return self._loader(ds, self.eval_batch_size, ShardSampler(len(ds), self.eval_batch_size), train=False)
 
     def val_dataloader(self) -> DataLoader:

@@ -13,12 +13,20 @@ from collections.abc import Mapping, Sequence
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "build_train_transform", "build_test_transform",
-           "test_input_size", "denormalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "RAM_MEAN_BGR", "build_train_transform",
+           "build_test_transform", "test_input_size", "denormalize", "input_norm"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+RAM_MEAN_BGR = (102.7, 115.8, 123.5)  # RAM authors' mean pixel, B G R in 0-255 (train_RAM_finetune.prototxt:28-32)
+
+
+class _ToBGR(torch.nn.Module):
+    """Reverse the channel axis of a (..., 3, H, W) tensor: RGB -> BGR (Caffe's OpenCV order)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.flip(-3)
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -40,8 +48,32 @@ def _check_prob(name: str, value: float) -> float:
     return float(value)
 
 
-def _to_float(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+def input_norm(channels: str = "rgb", pixel_range: float = 1.0, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> dict:
+    """Checked keyword options of the pipelines' normalisation (``data.input_norm``).
+
+    ``channels``: ``rgb`` or ``bgr`` (channel order fed to the network); ``mean``/``std`` are in that
+    order and in units where a pixel spans ``[0, pixel_range]``: ImageNet's torchvision statistics are
+    ``rgb``, 1.0; Caffe's RAM input is ``bgr``, 255, mean (102.7, 115.8, 123.5), std (1, 1, 1).
+    """
+    if channels not in ("rgb", "bgr"):
+        raise ValueError(f"transforms: channels must be 'rgb' or 'bgr', got {channels!r}")
+    if not float(pixel_range) > 0:
+        raise ValueError(f"transforms: pixel_range must be > 0, got {pixel_range}")
+    _check_stats(mean, std)
+    return {"channels": channels, "pixel_range": float(pixel_range), "mean": tuple(mean), "std": tuple(std)}
+
+
+def _to_float(mean: Sequence[float], std: Sequence[float], channels: str = "rgb",
+              pixel_range: float = 1.0) -> list[v2.Transform]:
+    r = float(pixel_range)
+    # uint8 pixels taken as they are when the range is 255 (Caffe's 0-255 input, exactly), else scaled to [0, 1]
+    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=r != 255.0)]
+    if channels == "bgr":
+        steps.append(_ToBGR())
+    if r == 255.0:
+        return steps + [v2.Normalize(mean=list(mean), std=list(std))]
+    return steps + [v2.Normalize(mean=[m / r for m in mean], std=[s_ / r for s_ in std])]
 
 
 def _interpolation(value: str) -> v2.InterpolationMode:
@@ -68,6 +100,8 @@ def build_train_transform(
     std: Sequence[float] = IMAGENET_STD,
     interpolation: str = "bilinear",
     resized_crop: Mapping[str, Sequence[float]] | None = None,
+    channels: str = "rgb",
+    pixel_range: float = 1.0,
 ) -> v2.Compose:
     """Training pipeline.
 
@@ -78,7 +112,8 @@ def build_train_transform(
         random_erasing: random erasing probability (Zhong et al. 2020 defaults: area 2-33 %, aspect
             0.3-3.3, erased to 0 = the mean colour after normalisation); 0 disables.
         color_jitter: brightness/contrast/saturation jitter strength; 0 (default) disables.
-        mean, std: normalisation statistics (RGB, in [0, 1] units).
+        mean, std: normalisation statistics (in ``channels`` order, in ``[0, pixel_range]`` units).
+        channels, pixel_range: see :func:`input_norm` (default: RGB in [0, 1]).
         interpolation: ``bilinear`` (antialiased, on tensors) or ``bicubic`` (PIL's, on the PIL image).
         resized_crop: ``{scale: [lo, hi], ratio: [lo, hi]}``: after the padding, a RandomResizedCrop back to
             ``size`` instead of a plain random crop (VehicleNet authors: Pad(15) + RandomResizedCrop(scale
@@ -88,7 +123,7 @@ def build_train_transform(
         A callable mapping a PIL image (or uint8 CHW tensor) to a float32 (3, H, W) tensor.
     """
     h, w = _check_size(size)
-    _check_stats(mean, std)
+    input_norm(channels, pixel_range, mean, std)
     flip = _check_prob("flip", flip)
     random_erasing = _check_prob("random_erasing", random_erasing)
     mode = _interpolation(interpolation)
@@ -110,7 +145,7 @@ def build_train_transform(
     steps = _resize_steps(geometric, interpolation)
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-    steps += _to_float(mean, std)
+    steps += _to_float(mean, std, channels, pixel_range)
     if random_erasing > 0:
         steps.append(v2.RandomErasing(p=random_erasing, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0))
     return v2.Compose(steps)
@@ -131,17 +166,20 @@ def build_test_transform(
     std: Sequence[float] = IMAGENET_STD,
     scale: float = 1.0,
     interpolation: str = "bilinear",
+    channels: str = "rgb",
+    pixel_range: float = 1.0,
 ) -> v2.Compose:
     """Deterministic test pipeline: warp-resize to (height, width) x ``scale``, float32, normalise.
 
     ``interpolation``: ``bilinear`` (antialiased, on tensors) or ``bicubic`` (PIL's, on the PIL image); an
-    image already at the test size is left as it is either way.
+    image already at the test size is left as it is either way. ``channels``, ``pixel_range``: see
+    :func:`input_norm`.
     """
     h, w = test_input_size(size, scale)
-    _check_stats(mean, std)
+    input_norm(channels, pixel_range, mean, std)
     mode = _interpolation(interpolation)
     return v2.Compose([*_resize_steps([v2.Resize((h, w), interpolation=mode, antialias=True)], interpolation),
-                       *_to_float(mean, std)])
+                       *_to_float(mean, std, channels, pixel_range)])
 
 
 def denormalize(

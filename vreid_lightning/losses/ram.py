@@ -3,9 +3,11 @@
 ``L = l_conv + lambda1 * l_BN + lambda2 * l_re + lambda3 * l_att`` where every term is a softmax
 (cross-entropy) classification loss: ``l_conv``/``l_BN`` on vehicle IDs from the Conv/BN branches,
 ``l_re`` the ``k`` equally weighted region ID losses, ``l_att`` the sum of one loss per attribute.
-All weights are 1 (RAM sec. 3.2). ``l_re`` sums its region losses by default (each region loss has
-weight 1, as each softmax loss layer of the authors' Caffe model); ``region_reduction="mean"``
-averages them instead (``l_re`` then stays on the scale of one loss whatever ``k``).
+All weights are 1 (RAM sec. 3.2). ``l_re`` sums its region losses by default (each with weight
+``region_loss_weight``, 1 in the paper; the authors' Caffe nets give each ``loss-part-N`` 0.5,
+train_RAM_finetune.prototxt:568,670,772); ``region_reduction="mean"`` averages them instead. The
+authors' extra ``id-parts`` classifier on the concatenated regions (logits ``parts``) adds
+``lambda_parts`` x its loss (1, :824-830).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class RAMLoss(nn.Module):
         lambda_region: ``lambda2``, weight of ``l_re`` (1).
         lambda_attr: ``lambda3``, weight of ``l_att`` (1).
         region_reduction: ``"sum"`` (default) or ``"mean"`` of the ``k`` region losses.
+        region_loss_weight: weight of each region loss inside ``l_re`` (1; the authors' 0.5).
+        lambda_parts: weight of the ``parts`` classifier's loss, when the network has that classifier.
         label_smoothing: label smoothing of every cross-entropy (0: the paper's plain softmax loss).
         ignore_index: label of unlabelled samples (-1).
     """
@@ -44,6 +48,8 @@ class RAMLoss(nn.Module):
         region_reduction: str = "sum",
         label_smoothing: float = 0.0,
         ignore_index: int = -1,
+        region_loss_weight: float = 1.0,
+        lambda_parts: float = 1.0,
     ):
         super().__init__()
         if region_reduction not in ("sum", "mean"):
@@ -52,6 +58,8 @@ class RAMLoss(nn.Module):
         self.lambda_region = float(lambda_region)
         self.lambda_attr = float(lambda_attr)
         self.region_reduction = region_reduction
+        self.region_loss_weight = float(region_loss_weight)
+        self.lambda_parts = float(lambda_parts)
         self.ce = CrossEntropyLoss(label_smoothing=label_smoothing, ignore_index=ignore_index)
 
     def forward(
@@ -69,7 +77,7 @@ class RAMLoss(nn.Module):
                 every ``attr_<name>`` logit.
 
         Returns:
-            ``(total, parts)``: ``parts`` holds detached ``conv``, ``bn``, ``region``, ``attr`` (the
+            ``(total, parts)``: ``parts`` holds detached ``conv``, ``bn``, ``region``, ``parts``, ``attr`` (the
             unweighted terms of the active branches) and each ``region_<r>`` / ``attr_<name>`` loss.
         """
         parts: dict[str, Tensor] = {}
@@ -77,7 +85,7 @@ class RAMLoss(nn.Module):
         attrs: list[Tensor] = []
         total = None
         for key, value in logits.items():
-            if key in ("conv", "bn"):
+            if key in ("conv", "bn", "parts"):
                 parts[key] = self.ce(value, targets)
             elif key.startswith("region_"):
                 parts[key] = self.ce(value, targets)
@@ -90,13 +98,14 @@ class RAMLoss(nn.Module):
                 parts[key] = self.ce(value, attributes[name])
                 attrs.append(parts[key])
             else:
-                raise ValueError(f"RAMLoss: unknown logits key {key!r}; expected conv, bn, region_*, attr_<name>")
+                raise ValueError(f"RAMLoss: unknown logits key {key!r}; expected conv, bn, region_*, parts, attr_<name>")
         if regions:
-            l_re = torch.stack(regions).sum()
+            l_re = self.region_loss_weight * torch.stack(regions).sum()
             parts["region"] = l_re / len(regions) if self.region_reduction == "mean" else l_re
         if attrs:
             parts["attr"] = torch.stack(attrs).sum()
-        weights = {"conv": 1.0, "bn": self.lambda_bn, "region": self.lambda_region, "attr": self.lambda_attr}
+        weights = {"conv": 1.0, "bn": self.lambda_bn, "region": self.lambda_region, "parts": self.lambda_parts,
+                   "attr": self.lambda_attr}
         for name, weight in weights.items():
             if name in parts:
                 term = weight * parts[name]

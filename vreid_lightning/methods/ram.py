@@ -41,6 +41,8 @@ class RAMModule(ReIDModule):
         stage: ``baseline``, ``bn``, ``bn_r`` or ``ram``.
         net: keyword arguments of :class:`RAMNet` (regions, overlap, FC widths ...).
         loss: keyword arguments of :class:`RAMLoss` (lambda weights ...).
+        optim: Caffe-style multipliers (``bias_lr_mult``, ``bias_decay_mult``, ``lr_mult`` {name prefix of
+            ``net``'s parameters: factor}), see :func:`vreid_lightning.optim.multiplier_groups`.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: number of images in the response-map figure (0: none).
@@ -54,6 +56,7 @@ class RAMModule(ReIDModule):
         stage: str = "ram",
         net: Mapping[str, Any] | None = None,
         loss: Mapping[str, Any] | None = None,
+        optim: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
@@ -73,6 +76,15 @@ class RAMModule(ReIDModule):
             **dict(net or {}),
         )
         self.criterion = RAMLoss(**dict(loss or {}))
+        self.optim = {"bias_lr_mult": 1.0, "bias_decay_mult": 1.0, "lr_mult": {}, **dict(optim or {})}
+        unknown = sorted(set(self.optim) - {"bias_lr_mult", "bias_decay_mult", "lr_mult"})
+        if unknown:
+            raise ConfigError(f"model.optim: unknown key(s) {unknown}; expected bias_lr_mult, bias_decay_mult, lr_mult")
+        mults = self.optim["lr_mult"] or {}
+        try:  # a mapping, or [[prefix, factor], ...] (a list, so that a stage override replaces it whole)
+            self.optim["lr_mult"] = {str(k): float(v) for k, v in (mults.items() if isinstance(mults, Mapping) else mults)}
+        except (TypeError, ValueError):
+            raise ConfigError(f"model.optim.lr_mult={mults!r}: expected [[parameter-name prefix, factor], ...]") from None
         self.num_figures = figures
 
     def setup(self, stage: str) -> None:
@@ -89,6 +101,8 @@ class RAMModule(ReIDModule):
         from vreid_lightning.models.ram.branches import distinct_region_bounds
 
         net_cfg = dict(self.hparams.get("net") or {})
+        if net_cfg.get("region_rows") is not None or net_cfg.get("region_source", "conv5") == "pool5":
+            return  # fixed rows / regions of the (adaptive 6x6) pool5: RegionBranch checks them against its map
         was = self.net.training
         self.net.eval()
         with torch.no_grad():
@@ -113,6 +127,20 @@ class RAMModule(ReIDModule):
         combos = None if study else [self.main_feature]
         return combine_features(feats, combos=combos, normalize=self.eval_cfg["normalize"])
 
+    def param_groups(self) -> list[dict[str, Any]] | Any:
+        """Caffe-style lr/decay multipliers (``model.optim``) as optimizer parameter groups."""
+        o = self.optim
+        if float(o["bias_lr_mult"]) == 1.0 and float(o["bias_decay_mult"]) == 1.0 and not o["lr_mult"]:
+            return self.parameters()
+        cfg = self.optimizer_cfg or {}
+        if cfg.get("lr") is None:
+            raise ConfigError("optimizer.lr is not set: model.optim's multipliers scale it per parameter")
+        from vreid_lightning.optim import multiplier_groups
+
+        return multiplier_groups(self.net, float(cfg["lr"]), float(cfg.get("weight_decay") or 0.0),
+                                 float(o["bias_lr_mult"]), float(o["bias_decay_mult"]), dict(o["lr_mult"]),
+                                 where="model.optim")
+
     # ------------------------------------------------------------------ staged training
     def load_previous_stage(self, ckpt_path: str | Path) -> dict[str, Any]:
         """Start this stage from a previous stage's checkpoint (shared conv + existing branches)."""
@@ -125,15 +153,18 @@ class RAMModule(ReIDModule):
     def figure_batch(self, dm: Any) -> tuple[Tensor, Tensor]:
         """A few query images (network input, and [0, 1] RGB for display), one per identity."""
         from vreid_lightning.data.datamodule import ImageDataset
-        from vreid_lightning.data.transforms import build_test_transform, denormalize
+        from vreid_lightning.data.transforms import build_test_transform, input_norm
 
         from vreid_lightning.data.eval_sets import one_image_per_identity
 
         split = dm.eval_set.split
         pick = one_image_per_identity(dm.eval_set, self.num_figures)
-        ds = ImageDataset(split, build_test_transform(dm.image_size))
+        norm = getattr(dm, "input_norm", None) or input_norm()  # the run's input (the authors': BGR 0-255)
+        ds = ImageDataset(split, build_test_transform(dm.image_size, **norm))
         x = torch.stack([ds[int(i)]["image"] for i in pick])
-        return x, denormalize(x, clamp=True)
+        shown = (x * torch.tensor(norm["std"]).view(1, 3, 1, 1) + torch.tensor(norm["mean"]).view(1, 3, 1, 1))
+        shown = shown / norm["pixel_range"]
+        return x, (shown.flip(1) if norm["channels"] == "bgr" else shown).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def response_maps(self, x: Tensor) -> dict[str, Tensor]:

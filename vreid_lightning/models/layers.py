@@ -7,11 +7,12 @@ N(0, 0.001) weights and zero bias so that the first logits are near uniform.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["FCBlock", "fc_stack", "Classifier", "init_fc", "reset_linear_layers"]
+__all__ = ["FCBlock", "fc_stack", "Classifier", "init_fc", "caffe_xavier_", "reset_linear_layers", "L2Scale"]
 
 
 def init_fc(linear: nn.Linear) -> nn.Linear:
@@ -81,9 +82,47 @@ class Classifier(nn.Linear):
         nn.init.zeros_(self.bias)
 
 
-def reset_linear_layers(module: nn.Module) -> nn.Module:
-    """Re-initialise every ``nn.Linear`` inside ``module`` as a fresh hidden FC layer, in place."""
+def caffe_xavier_(linear: nn.Linear) -> nn.Linear:
+    """Caffe's ``xavier`` filler with a ``constant`` (0) bias filler, in place.
+
+    Caffe's XavierFiller (default ``variance_norm: FAN_IN``) draws U(-a, a) with ``a = sqrt(3 / fan_in)``
+    (not Glorot's fan-in + fan-out); the RAM authors' new layers use it (train_RAM_finetune.prototxt:269-274).
+    """
+    bound = math.sqrt(3.0 / linear.in_features)
+    nn.init.uniform_(linear.weight, -bound, bound)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+INITS = {"kaiming": init_fc, "xavier": caffe_xavier_}
+
+
+def reset_linear_layers(module: nn.Module, init: str = "kaiming") -> nn.Module:
+    """Re-initialise every ``nn.Linear`` inside ``module`` in place (``kaiming``: :func:`init_fc`,
+    ``xavier``: :func:`caffe_xavier_`)."""
+    if init not in INITS:
+        raise ValueError(f"reset_linear_layers: init must be one of {sorted(INITS)}, got {init!r}")
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
-            init_fc(layer)
+            INITS[init](layer)
     return module
+
+
+class L2Scale(nn.Module):
+    """``scale * x / ||x||`` over each row: Caffe's NormalizationL2 + Power(scale) in front of a classifier.
+
+    The RAM authors' layer divides by the plain L2 norm (normalization_l2_layer); a zero row would be
+    NaN there, here it stays 0 (``eps`` 1e-12 under the norm).
+    """
+
+    def __init__(self, scale: float = 10.0, eps: float = 1e-12):
+        super().__init__()
+        self.scale, self.eps = float(scale), float(eps)
+
+    def forward(self, x):  # noqa: D102
+        flat = x.flatten(1)
+        return (self.scale * flat / flat.norm(dim=1, keepdim=True).clamp_min(self.eps)).view_as(x)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"

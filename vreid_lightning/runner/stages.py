@@ -78,6 +78,8 @@ def selected_stages(cfg: DictConfig) -> list[str]:
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
         raise ConfigError(f"run_stages: unknown stage(s) {unknown}; this experiment's stages are {names}")
+    if not only and not cfg.get("train", True) and cfg.get("ckpt_path"):
+        return names[-1:]  # train=false ckpt_path=FILE: a trained model is the final stage's; test that stage
     return [n for n in names if not only or n in only]
 
 
@@ -131,7 +133,7 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
     prev_ckpt: str | None = cfg.get("init_from")
     if prev_ckpt:
         read_checkpoint(prev_ckpt, "init_from")
-    if selected[0] != names[0] and not prev_ckpt:
+    if selected[0] != names[0] and not prev_ckpt and cfg.get("train", True):
         log.warning("run_stages starts at %r without init_from: it trains from a fresh initialisation, not "
                     "from the %r stage", selected[0], names[names.index(selected[0]) - 1])
     stage_results: dict[str, Any] = {}

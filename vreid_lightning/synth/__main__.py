@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean images per identity (default: VeRi 64, CityFlow 80, VehicleID 8, CompCars 6, VERI-Wild 10)")
     p.add_argument("--workers", type=_positive("--workers", 0), default=2, help="rendering processes (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic world previously written to --out")
+    p.add_argument("--image-format", choices=("jpeg", "png"), default="jpeg",
+                   help="jpeg (default, as the real datasets) or png (lossless; veri layout only)")
+    p.add_argument("--square", action="store_true",
+                   help="store every crop warped to --image-size x --image-size (a network's input size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             args.ids = ids_for_scale(args.layout, args.scale)
         manifest = generate(args.layout, args.out, args.ids, seed=args.seed, image_size=args.image_size,
                             cameras=args.cameras, workers=args.workers, progress=not args.quiet,
-                            images_per_id=args.images_per_id, overwrite=args.overwrite)
+                            images_per_id=args.images_per_id, overwrite=args.overwrite,
+                            image_format=args.image_format, square=args.square)
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))
     counts = manifest["counts"]

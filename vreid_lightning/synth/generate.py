@@ -101,7 +101,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 def generate(layout: str, out: str | Path, ids: int, seed: int = 0, image_size: int = 128,
              cameras: int | None = None, workers: int = 2, progress: bool = True,
-             images_per_id: int | None = None, overwrite: bool = False) -> dict:
+             images_per_id: int | None = None, overwrite: bool = False, image_format: str = "jpeg",
+             square: bool = False) -> dict:
     """Generate a synthetic world and write it in a real dataset layout.
 
     Args:
@@ -119,6 +120,10 @@ def generate(layout: str, out: str | Path, ids: int, seed: int = 0, image_size: 
         images_per_id: mean images per identity (layout default if None: VeRi 64, CityFlow 80,
             VehicleID 8, CompCars 6).
         overwrite: replace a synthetic world previously written to ``out``.
+        image_format: ``jpeg`` (the real datasets' format) or ``png`` (lossless: the same pixels for every
+            decoder, as the authors' conformance checks want; VeRi layout only).
+        square: warp every crop to ``image_size`` x ``image_size`` (images stored at the network's input
+            size, as the RAM authors' pre-resized ``train-images-224``).
 
     Returns:
         The manifest (also written as ``synth_manifest.json`` in ``out``): parameters and counts.
@@ -134,16 +139,20 @@ def generate(layout: str, out: str | Path, ids: int, seed: int = 0, image_size: 
     _check_int("workers", workers, 0, 256)
     images_per_id = spec.images_per_id if images_per_id is None else images_per_id
     _check_int("images_per_id", images_per_id, 2, 10_000)
+    if image_format != "jpeg" and layout != "veri":
+        raise ValueError(f"image_format={image_format!r} is written for the veri layout only (got layout {layout!r})")
     out = Path(out)
     _prepare_out(out, overwrite)
     world = build_world(ids, seed, spec.style, cameras, spec.types)
     views = schedule_world(world, images_per_id)
-    render = Renderer(world, views, out, image_size, workers, progress, desc=f"synth {layout}", scene=spec.scene)
+    render = Renderer(world, views, out, image_size, workers, progress, desc=f"synth {layout}", scene=spec.scene,
+                      image_format=image_format, square=square)
     counts = spec.writer(world, views, out, render)
     render.write_boxes(out / BOXES)
     manifest = {
         "generator_version": GENERATOR_VERSION, "layout": layout, "ids": ids, "seed": seed,
         "image_size": image_size, "cameras": cameras, "images_per_id": images_per_id, "style": spec.style,
+        **({"image_format": image_format} if image_format != "jpeg" else {}), **({"square": True} if square else {}),
         "type_colour_sharing": round(type_colour_sharing(world.identities), 4),
         "models": len({i.model_id for i in world.identities}), "counts": counts, "boxes": BOXES,
     }

@@ -284,6 +284,13 @@ def render_view(ident: Identity, view: View, cam: Camera, image_size: int, rng: 
     return img, box
 
 
+def encode_png(img: Image.Image) -> bytes:
+    """Deterministic lossless PNG bytes (no metadata): the same pixels for every decoder."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
 def encode_jpeg(img: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
     """Deterministic JPEG bytes (fixed quality, no EXIF or timestamps)."""
     buf = io.BytesIO()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import parse_int, read_rows, read_text
+from ._io import IMAGE_SUFFIXES, parse_int, read_rows, read_text
 from .base import MISSING, DatasetFormatError, Split
 
 __all__ = ["TrackFile", "read_track_file", "attach_tracks"]
@@ -42,12 +42,12 @@ def read_track_file(path: Path, split: Split, numeric: bool) -> tuple[list[np.nd
         row_of = {int(Path(n).stem): i for i, n in enumerate(names) if Path(n).stem.isdigit()}
     else:
         row_of = {n: i for i, n in enumerate(names)}
-    expected = "image numbers" if numeric else "image names ending in .jpg"
+    expected = "image numbers" if numeric else f"image names ending in {'/'.join(IMAGE_SUFFIXES)}"
     seen = np.zeros(len(split), bool)
     out: list[np.ndarray] = []
     for line, tokens in read_rows(path):
         keys = ([parse_int(t, path, line, "integer image numbers") for t in tokens] if numeric
-                else [t for t in tokens if t.lower().endswith(".jpg")])
+                else [t for t in tokens if t.lower().endswith(IMAGE_SUFFIXES)])  # .png: synthetic PNG worlds
         if not keys:
             raise DatasetFormatError(path, f"a track line holding {expected}", line=line, got=" ".join(tokens))
         rows = []

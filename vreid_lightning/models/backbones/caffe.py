@@ -54,6 +54,8 @@ _LAYER_FIELDS = {100: (1, 7), 2: (4, 6)}
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
+        if pos >= len(buf):
+            raise ValueError(f"truncated protobuf: a varint runs past the end (byte {pos})")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -70,10 +72,14 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
         field, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
+        elif wire in (1, 5) and pos + (8 if wire == 1 else 4) > end:
+            raise ValueError(f"truncated protobuf: field {field} runs past the end (byte {pos})")
         elif wire == 1:
             value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise ValueError(f"truncated protobuf: field {field} needs {size} bytes at byte {pos}, {end - pos} left")
             value, pos = buf[pos : pos + size], pos + size
         elif wire == 5:
             value, pos = buf[pos : pos + 4], pos + 4

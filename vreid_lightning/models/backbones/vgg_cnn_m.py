@@ -132,12 +132,16 @@ class VGGCNNM(Backbone):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the conv5 map (after ReLU): (B, 512, 13, 13) at 224x224 input; with ``trunk_end="pool5"``
         the pool5 map, (B, 512, 6, 6)."""
+        return self.pool5(self.relu5(self.forward_pre_relu(x)))
+
+    def forward_pre_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv5 map before its ReLU (the RAM authors' BN branch reads it, train_RAM_finetune.prototxt:295)."""
         bn = self._bn
         x = self.pool1(self.norm1(self.relu1(bn(1, self.conv1(x)))))
         x = self.pool2(self.norm2(self.relu2(bn(2, self.conv2(x)))))
         x = self.relu3(bn(3, self.conv3(x)))
         x = self.relu4(bn(4, self.conv4(x)))
-        return self.pool5(self.relu5(bn(5, self.conv5(x))))
+        return bn(5, self.conv5(x))
 
     def _bn(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return getattr(self, f"bn{i}")(x) if self.norm == "bn" else x

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+from PIL import Image
 
-from ..render import encode_jpeg, render_view
+from ..render import encode_jpeg, encode_png, render_view
 from ..schedule import View, compcars_viewpoint
 from ..world import World
 
@@ -77,8 +78,13 @@ class Progress:
 _STATE: dict = {}
 
 
-def _init(world: World, views: dict[int, list[View]], out: str, image_size: int, scene: bool) -> None:
-    _STATE.update(world=world, views=views, out=Path(out), image_size=image_size, scene=scene)
+IMAGE_FORMATS = {"jpeg": ".jpg", "png": ".png"}  # image_format -> file suffix
+
+
+def _init(world: World, views: dict[int, list[View]], out: str, image_size: int, scene: bool,
+          image_format: str = "jpeg", square: bool = False) -> None:
+    _STATE.update(world=world, views=views, out=Path(out), image_size=image_size, scene=scene,
+                  image_format=image_format, square=square)
 
 
 def _run(jobs: list[Job]) -> list[tuple[tuple[str, ...], tuple[int, int, int, int]]]:
@@ -91,7 +97,14 @@ def _run(jobs: list[Job]) -> list[tuple[tuple[str, ...], tuple[int, int, int, in
         rng = np.random.default_rng([world.seed, IMAGE_STREAM, job.vid, job.k])
         img, box = render_view(world.identity(job.vid), view, world.cameras[view.cam - 1], _STATE["image_size"],
                                rng, scene=_STATE["scene"])
-        data = encode_jpeg(img)
+        if _STATE.get("square") and img.size != (_STATE["image_size"],) * 2:  # every crop warped to size x size
+            w, h = img.size
+            side = _STATE["image_size"]
+            img = img.resize((side, side), Image.BILINEAR)
+            x0, y0, x1, y1 = box
+            box = (int(x0 * side / w), int(y0 * side / h), max(int(x0 * side / w) + 1, round(x1 * side / w)),
+                   max(int(y0 * side / h) + 1, round(y1 * side / h)))
+        data = encode_png(img) if _STATE.get("image_format") == "png" else encode_jpeg(img)
         for p in job.paths:
             (out / p).write_bytes(data)
         if job.label is not None:
@@ -110,9 +123,14 @@ class Renderer:
     """
 
     def __init__(self, world: World, views: dict[int, list[View]], out: Path, image_size: int,
-                 workers: int = 2, progress: bool = True, desc: str = "synth", scene: bool = False) -> None:
+                 workers: int = 2, progress: bool = True, desc: str = "synth", scene: bool = False,
+                 image_format: str = "jpeg", square: bool = False) -> None:
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
         self.world, self.views, self.out = world, views, Path(out)
         self.image_size, self.workers, self.progress, self.desc, self.scene = image_size, workers, progress, desc, scene
+        self.image_format, self.square = image_format, bool(square)
+        self.suffix = IMAGE_FORMATS[image_format]  # file names the writers give (VeRi layout)
         self.images = 0
         self.boxes: dict[str, tuple[int, int, int, int]] = {}
 
@@ -126,7 +144,7 @@ class Renderer:
         tasks = [by_vid[v] for v in sorted(by_vid)]
         total = sum(len(t) for t in tasks)
         bar = Progress(total, self.desc, self.progress)
-        args = (self.world, self.views, str(self.out), self.image_size, self.scene)
+        args = (self.world, self.views, str(self.out), self.image_size, self.scene, self.image_format, self.square)
         try:
             if self.workers <= 1:
                 _init(*args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -16,9 +17,9 @@ __all__ = ["write_veri", "veri_name", "TEST_FRACTION"]
 TEST_FRACTION = 200 / 776  # VeRi-776: 576 train ids, 200 test ids
 
 
-def veri_name(v: View) -> str:
-    """``VVVV_cCCC_TTTTTTTT_K.jpg``."""
-    return f"{v.vid:04d}_c{v.cam:03d}_{v.timestamp:08d}_{v.crop}.jpg"
+def veri_name(v: View, suffix: str = ".jpg") -> str:
+    """``VVVV_cCCC_TTTTTTTT_K.jpg`` (``.png`` in a world written as PNG)."""
+    return f"{v.vid:04d}_c{v.cam:03d}_{v.timestamp:08d}_{v.crop}{suffix}"
 
 
 def split_ids(vids: list[int], seed: int, test_fraction: float = TEST_FRACTION) -> tuple[list[int], list[int]]:
@@ -30,14 +31,19 @@ def split_ids(vids: list[int], seed: int, test_fraction: float = TEST_FRACTION) 
 
 def write_veri(world: World, views: dict[int, list[View]], out: Path, render: RenderFn) -> dict:
     """Write a VeRi-776 tree into ``out`` and return its counts."""
+    suffix = getattr(render, "suffix", ".jpg")
+
+    def name(v: View) -> str:
+        return veri_name(v, suffix)
+
     train_ids, test_ids = split_ids(sorted(views), world.seed)
     jobs: list[Job] = []
     items_train, items_test = [], []
     queries: list[View] = []
     for vid in train_ids:
         for v in views[vid]:
-            jobs.append(Job(vid, v.k, (f"image_train/{veri_name(v)}",)))
-            items_train.append(_item(world, v))
+            jobs.append(Job(vid, v.k, (f"image_train/{name(v)}",)))
+            items_train.append(_item(world, v, name))
     for vid in test_ids:
         rng = np.random.default_rng([world.seed, 9, vid])
         cams = sorted({v.cam for v in views[vid]})
@@ -48,18 +54,18 @@ def write_veri(world: World, views: dict[int, list[View]], out: Path, render: Re
             in_cam = [v for v in views[vid] if v.cam == c]
             picked[in_cam[int(rng.integers(len(in_cam)))].k] = True
         for v in views[vid]:
-            paths = (f"image_test/{veri_name(v)}",) + ((f"image_query/{veri_name(v)}",) if v.k in picked else ())
+            paths = (f"image_test/{name(v)}",) + ((f"image_query/{name(v)}",) if v.k in picked else ())
             jobs.append(Job(vid, v.k, paths))
-            items_test.append(_item(world, v))
+            items_test.append(_item(world, v, name))
             if v.k in picked:
                 queries.append(v)
     n = render(jobs)
     train_names = sorted(it["imageName"] for it in items_train)
     test_names = sorted(it["imageName"] for it in items_test)
-    queries.sort(key=veri_name)
+    queries.sort(key=name)
     write_lines(out / "name_train.txt", train_names)
     write_lines(out / "name_test.txt", test_names)
-    write_lines(out / "name_query.txt", [veri_name(q) for q in queries])
+    write_lines(out / "name_query.txt", [name(q) for q in queries])
     xml_items(out / "train_label.xml", "TrainingImages", sorted(items_train, key=lambda it: it["imageName"]))
     xml_items(out / "test_label.xml", "TestImages", sorted(items_test, key=lambda it: it["imageName"]))
     tracks = []
@@ -69,13 +75,13 @@ def write_veri(world: World, views: dict[int, list[View]], out: Path, render: Re
             by_track.setdefault(v.track, []).append(v)
         for tr in sorted(by_track):
             vs = by_track[tr]
-            tracks.append(f"{vid:04d}_c{vs[0].cam:03d} " + " ".join(veri_name(v) for v in vs) + " ")
+            tracks.append(f"{vid:04d}_c{vs[0].cam:03d} " + " ".join(name(v) for v in vs) + " ")
     write_lines(out / "test_track.txt", tracks)
     gt, jk = [], []
     for q in queries:
         same = [v for v in views[q.vid]]
-        gt.append(" ".join(sorted(veri_name(v) for v in same if v.cam != q.cam)))
-        jk.append(" ".join(sorted(veri_name(v) for v in same if v.cam == q.cam)))
+        gt.append(" ".join(sorted(name(v) for v in same if v.cam != q.cam)))
+        jk.append(" ".join(sorted(name(v) for v in same if v.cam == q.cam)))
     write_lines(out / "gt_image.txt", gt)
     write_lines(out / "jk_image.txt", jk)
     write_lines(out / "list_color.txt", [f"{k} {v}" for k, v in VERI_COLOURS.items()])
@@ -89,7 +95,7 @@ def write_veri(world: World, views: dict[int, list[View]], out: Path, render: Re
             "test_tracks": len(tracks), "cameras": len(world.cameras)}
 
 
-def _item(world: World, v: View) -> dict[str, str]:
+def _item(world: World, v: View, name: Callable[[View], str] = veri_name) -> dict[str, str]:
     ident = world.identity(v.vid)
-    return {"imageName": veri_name(v), "vehicleID": f"{v.vid:04d}", "cameraID": f"c{v.cam:03d}",
+    return {"imageName": name(v), "vehicleID": f"{v.vid:04d}", "cameraID": f"c{v.cam:03d}",
             "colorID": str(ident.colour_id), "typeID": str(ident.type_id)}
