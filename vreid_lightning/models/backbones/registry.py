@@ -40,7 +40,7 @@ def _unknown_options(factory: Any, kwargs: dict[str, Any]) -> list[str]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         try:  # a factory passing **kwargs on to its backbone class (its return annotation)
             cls = typing.get_type_hints(factory).get("return")
-        except Exception:
+        except (NameError, TypeError):  # an annotation that does not resolve: no hint, never a crash
             return []
         if not isinstance(cls, type):
             return []
