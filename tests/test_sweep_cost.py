@@ -21,8 +21,8 @@ def test_full_ram_ablation_is_24_jobs_with_their_recorded_cost():
     assert isinstance(jobs, list) and len(jobs) == 2 * 2 * 3 * 2
     lines = sweep_cost_lines(cfg)
     assert lines[0].startswith("Sweep: 24 jobs")
-    assert lines[24].startswith("  #23 ram_synthetic: 4 min 07 s wall")  # experiments/ram/README.md's figure
-    assert lines[-1].startswith("Total recorded: 1 h 38 min wall")      # 24 x 247 s
+    assert lines[24].startswith("  #23 ram_synthetic: 2 min 56 s wall, 287 MB disk")  # experiments/costs.yaml
+    assert lines[-1].startswith("Total recorded: 1 h 10 min wall")      # 24 x 176 s
 
 
 def test_shrunk_sweep_flags_the_budget_change_and_optuna_counts_trials():
