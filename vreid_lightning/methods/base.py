@@ -93,6 +93,11 @@ class ReIDModule(L.LightningModule, abc.ABC):
         num_classes: number of training identities (for the training accuracy metric).
     """
 
+    #: Tensor-name prefixes this method takes over from a checkpoint of another shape when it only tests
+    #: (``train=false ckpt_path=``; its ``on_load_checkpoint`` re-fits them): the runner's checkpoint check
+    #: (``runner.ckpt_match``) does not refuse their shapes. Default: none.
+    test_refit_prefixes: tuple[str, ...] = ()
+
     def __init__(self, optimizer: Any, scheduler: Any = None, evaluation: dict[str, Any] | None = None,
                  num_classes: int = 2) -> None:
         super().__init__()

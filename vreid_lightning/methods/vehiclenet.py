@@ -54,6 +54,8 @@ class VehicleNetModule(ReIDModule):
         figure_images: images per identity in that figure.
     """
 
+    test_refit_prefixes = (CLASSIFIER_PREFIX,)  # fc2 of another class count, taken over for testing (on_load_checkpoint)
+
     def __init__(
         self,
         num_classes: int,

@@ -36,11 +36,13 @@ def _saved_by(ckpt: dict[str, Any]) -> str:
     return f"{rec.get('model')} (backbone {rec.get('backbone')})"
 
 
-def check_checkpoint_matches(ckpt: dict[str, Any], path: str, key: str, model: Any, tensors: bool = True) -> None:
+def check_checkpoint_matches(ckpt: dict[str, Any], path: str, key: str, model: Any, tensors: bool = True,
+                             refit: tuple[str, ...] = ()) -> None:
     """Refuse ``ckpt`` (read from ``path``, given as ``key``) unless it is ``model``'s method and architecture.
 
     ``tensors=False`` (``init_from``: a previous stage has other branches and classifier sizes, which the
-    module's ``load_previous_stage`` reconciles) checks the recorded method and backbone only.
+    module's ``load_previous_stage`` reconciles) checks the recorded method and backbone only. Tensors under a
+    ``refit`` prefix may differ in shape (a test-only run whose module re-fits them: ``test_refit_prefixes``).
     """
     want = method_record(model)
     expected = f"{want['model']} (backbone {want['backbone']})"
@@ -55,7 +57,8 @@ def check_checkpoint_matches(ckpt: dict[str, Any], path: str, key: str, model: A
     mine = model.state_dict()
     missing = [k for k in mine if k not in saved]
     unexpected = [k for k in saved if k not in mine]
-    shapes = [k for k in saved if k in mine and isinstance(saved[k], torch.Tensor) and saved[k].shape != mine[k].shape]
+    shapes = [k for k in saved if k in mine and isinstance(saved[k], torch.Tensor) and saved[k].shape != mine[k].shape
+              and not k.startswith(refit)]
     if missing or unexpected or shapes:
         detail = (f"{len(shapes)} tensor(s) of another shape, e.g. {shapes[0]}: {tuple(saved[shapes[0]].shape)} "
                   f"saved, {tuple(mine[shapes[0]].shape)} expected" if shapes else

@@ -121,7 +121,8 @@ def fit_and_test(cfg: DictConfig, dm: Any, model: L.LightningModule, out: Path, 
     sdir = stage_dir(out, stage)
     train = bool(cfg.get("train", True))
     if ckpt_path:  # one clear error for a file that is not a checkpoint, or not this method's (runner.ckpt_match)
-        check_checkpoint_matches(read_checkpoint(ckpt_path, "ckpt_path"), str(ckpt_path), "ckpt_path", model)
+        check_checkpoint_matches(read_checkpoint(ckpt_path, "ckpt_path"), str(ckpt_path), "ckpt_path", model,
+                                 refit=() if train else model.test_refit_prefixes)
     if train:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)  # RNG states are numpy objects
     tested, rule = _selected(trainer, train, ckpt_path, sdir)
