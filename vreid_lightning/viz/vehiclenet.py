@@ -132,10 +132,14 @@ def save_viewpoint_rank_lists(model: Any, dm: Any, path: str | Path, k: int = 5)
     from vreid_lightning.evaluation.distance import compute_distance
     from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
 
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
+
     es = dm.eval_set
-    if es.protocol != "image":
+    protocol = get_protocol(es)
+    if not protocol.fixed_query_gallery:
         return None
-    split, q_rows, g_rows = es.split, es.groups["query"], es.groups["gallery"]
+    q_rows, g_rows, _ = protocol.query_gallery(es)
+    split = es.split
     gallery = split.subset(g_rows)
     angles = synthetic_viewpoints(dm.dataset.root, gallery)
     names: list[str | None] = [None] * len(q_rows)
