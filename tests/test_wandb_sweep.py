@@ -132,7 +132,7 @@ def test_wandb_offline_files_group_summary_media_config_and_table(sweep):
         cfg = {k: json.loads(v) for k, v in info["config"].items()}
         cfg = {k: v["value"] if isinstance(v, dict) and set(v) == {"value"} else v for k, v in cfg.items()}
         assert cfg["experiment_name"] == "baseline_synthetic" and cfg["seed"] == int(n) + 1   # the resolved config
-        assert cfg["data"]["image_size"] == [96, 96] and cfg["backbone"]["width_mult"] == 0.125
+        assert cfg["data"]["image_size"] == [96, 96] and cfg["debug"] == "tiny"
         assert {"media/rank_list", "media/cmc"} <= info["history"]                 # media: rank list, CMC curve
     (table_run,) = sweep_dir.glob("wandb/offline-run-*")
     info = run_info(table_run)
