@@ -113,3 +113,21 @@ def test_the_one_rank_list_switch(value, ok: bool):
     else:
         with pytest.raises(ConfigError, match="callbacks.results_writer.rank_list"):
             ResultsWriter(rank_list=value)
+
+
+@pytest.mark.parametrize("experiment", ["ram_synthetic", "scan_synthetic", "rnn_ha_synthetic", "vehiclenet_synthetic",
+                                        "camera_synthetic", "bot_synthetic"])
+def test_hyper_parameters_are_plain_containers(experiment: str, tmp_path: Path):
+    """What a checkpoint keeps of the module loads with ``weights_only=True`` and rebuilds the same module."""
+    from vreid_lightning.runner.fit import build_model
+    from vreid_lightning.runner.stages import stage_config
+
+    cfg = compose([f"+experiment={experiment}", *tiny_for(experiment)], tmp_path)
+    if cfg.get("stages"):
+        cfg = stage_config(cfg, list(cfg.stages)[-1])
+    model = build_model(cfg, SimpleNamespace(num_classes=6, attribute_classes={"colour": 5, "type": 4}))
+    torch.save({"hyper_parameters": dict(model.hparams)}, tmp_path / "hp.pt")
+    hp = torch.load(tmp_path / "hp.pt", weights_only=True)["hyper_parameters"]
+    assert hp == dict(model.hparams)
+    again = type(model)(**hp)
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
