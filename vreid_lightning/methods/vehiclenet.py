@@ -39,8 +39,8 @@ class VehicleNetModule(ReIDModule):
     Args:
         num_classes: training classes of this stage (merged sources in stage I, the target's in II).
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
-        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.vehiclenet.VehicleNet`; ``embed_dim``, ``dropout``), built
-            with the backbone and the classes.
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.vehiclenet.VehicleNet`;
+            ``embed_dim``, ``dropout``), built with the backbone and the classes.
         loss: Hydra config of the loss (``_target_``:
             :class:`~vreid_lightning.losses.cross_entropy.CrossEntropyLoss`; ``label_smoothing``).
         stage: the stage name (informative; set by the staged runner).
