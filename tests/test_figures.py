@@ -86,3 +86,15 @@ def test_methods_draw_nothing_and_callbacks_do_not_reach_methods():
     for f in sorted((PACKAGE / "callbacks").glob("*.py")):
         hits = [ln for ln in f.read_text().splitlines() if re.search(r"vreid_lightning\.methods|\bmethods\.", ln)]
         assert not hits, f"{f.name} reaches into methods/: {hits}"
+
+
+def test_vehiclenet_fig8_is_drawn_across_the_stages_from_their_logs(tmp_path: Path):
+    from vreid_lightning.viz.vehiclenet import VehicleNetFigures
+
+    for stage, losses in (("stage1", [3.0, 2.0]), ("stage2", [1.5, 1.0, 0.5])):
+        log = tmp_path / "stages" / stage / "csv" / "version_0" / "metrics.csv"
+        log.parent.mkdir(parents=True)
+        log.write_text("step,train/loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(losses)))
+    drawn = VehicleNetFigures().across_stages(None, tmp_path, {"stage1": "a.ckpt", "stage2": "b.ckpt"}, load=None)
+    assert drawn == [tmp_path / "training_losses.png"] and drawn[0].read_bytes()[:4] == b"\x89PNG"
+    assert VehicleNetFigures().across_stages(None, tmp_path / "none", {"stage1": None}, load=None) == []
