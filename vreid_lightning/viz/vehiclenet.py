@@ -123,10 +123,11 @@ def save_viewpoint_rank_lists(model: Any, dm: Any, path: str | Path, k: int = 5)
     """Fig. 6: top-``k`` retrieval (true matches green, false red) for front/overhead/rear/side queries."""
     from vreid_lightning.data.synthetic import synthetic_viewpoints, viewpoint_name
     from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
     from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
 
     es = dm.eval_set
-    if es.protocol != "image":
+    if not get_protocol(es).fixed_query_gallery:  # one query/gallery split to rank against
         return None
     split, q_rows, g_rows = es.split, es.groups["query"], es.groups["gallery"]
     gallery = split.subset(g_rows)
