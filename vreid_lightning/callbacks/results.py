@@ -4,7 +4,8 @@ On ``on_test_end`` (rank 0) it takes the module's test evaluation (``eval_result
 feature's ``last_test_eval``), applies the configured test-time post-processing
 (:func:`vreid_lightning.evaluation.postprocess.postprocess_test_features`), and writes
 ``test_results.json`` (every feature combination), ``features.npz``, the rank-list picture, the CMC curve
-(``cmc.png``) and the method's own figures (``ReIDModule.make_figures``) into the trainer's
+(``cmc.png``) and the method's own pictures (``model.figures``: a :class:`~vreid_lightning.viz.figures.Figures`
+config kept in the module's hyper-parameters, built when the trainer sets up) into the trainer's
 ``default_root_dir`` (the run, or the stage, directory). The LightningModule computes, this callback
 post-processes and writes; the final results stay in memory as :attr:`ResultsWriter.results` for the runner.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import lightning as L
 
 from vreid_lightning.evaluation.protocols import as_float_dict
+from vreid_lightning.viz.figures import Figures, build_figures
 
 __all__ = ["ResultsWriter", "TEST_RESULTS"]
 
@@ -36,7 +38,7 @@ class ResultsWriter(L.Callback):
             ``rank_list.png``, the top-10 of each (0: none). A mapping ``{successes, failures, top}``: the first
             ``successes`` queries whose rank-1 is right, then ``failures`` whose rank-1 is wrong, the top-``top``
             of each (RNN-HA Fig. 4: 8, 4, 5).
-        figures: call the module's ``make_figures(dm, out_dir, tested_ckpt)``.
+        figures: draw the pictures the module's ``figures`` hyper-parameter names (``model.figures``; false: none).
         postprocess: test-time post-processing steps (the ``postprocess`` config group: a list of steps or
             ``{steps: ...}``; None or empty: none).
     """
@@ -44,6 +46,7 @@ class ResultsWriter(L.Callback):
     def __init__(self, rank_list: int | Mapping[str, int] = 8, figures: bool = True, postprocess: Any = None) -> None:
         self.rank_list = _rank_list_option(rank_list)
         self.figures = figures
+        self._drawn: Figures | None = None  # model.figures, built in setup
         self.postprocess = postprocess
         self.written: list[Path] = []
         self.results: dict[str, Any] | None = None  # the last test's results, as written to test_results.json
@@ -51,6 +54,11 @@ class ResultsWriter(L.Callback):
     @staticmethod
     def results_file(trainer: L.Trainer) -> Path:
         return Path(trainer.default_root_dir) / TEST_RESULTS
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Build ``model.figures`` before any step: a bad one is one error at the start, not after training."""
+        hparams = getattr(pl_module, "hparams", {})
+        self._drawn = build_figures(hparams.get("figures")) if self.figures else None
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.results = None
@@ -107,8 +115,8 @@ class ResultsWriter(L.Callback):
             from vreid_lightning.viz.cmc import save_test_cmc  # the CMC curve of every test (reports / wandb media)
 
             made.append(save_test_cmc(last["features"], last["eval_set"], last["metric"], out / "cmc.png"))
-        if self.figures:
-            made += list(pl_module.make_figures(trainer.datamodule, out, trainer.ckpt_path) or [])
+        if self._drawn is not None:
+            made += self._drawn.after_test(pl_module, trainer.datamodule, out)
         return made
 
 

@@ -35,11 +35,13 @@ class GenericReIDModule(ReIDModule):
         num_classes: training identities (given to the network and the loss).
         accuracy_logits: the ``logits`` entry whose training accuracy is logged (None: none).
         optimizer, scheduler, evaluation: as for every method.
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
     """
 
     def __init__(self, net: Mapping[str, Any], loss: Mapping[str, Any], backbone: Mapping[str, Any],
                  num_classes: int, accuracy_logits: str | None = "id", optimizer: Any = None, scheduler: Any = None,
-                 evaluation: Mapping[str, Any] | None = None) -> None:
+                 evaluation: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
         self.net = build_part(net, "net", backbone=dict(backbone), num_classes=int(num_classes))

@@ -17,7 +17,6 @@ the trunk into the RNN-HA stages (``load_previous_stage``: tensors matched by na
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -81,7 +80,8 @@ class RNNHAModule(ReIDModule):
         dataset: the dataset's name, for error messages.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: images in the attention-map figure (Fig. 3; 0: none).
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
         objective: ``rnn_ha`` (Eq. 5) or ``backbone_classifier`` (the authors' fine_tune.py step: the pooled
             trunk classified over the identities; the GRU, attention and classifiers get no gradient).
     """
@@ -97,7 +97,7 @@ class RNNHAModule(ReIDModule):
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 8,
+        figures: Mapping[str, Any] | None = None,
         objective: str = "rnn_ha",
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
@@ -114,7 +114,6 @@ class RNNHAModule(ReIDModule):
         self.model_level = model_level
         self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes,
                               num_model_classes=int(attribute_classes[model_level]))
-        self.num_figures = int(figures)
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective={objective!r}; expected one of {list(OBJECTIVES)}")
         self.objective = objective
@@ -163,39 +162,3 @@ class RNNHAModule(ReIDModule):
         if _LOGITS not in feats or values is None or not hasattr(dm, "train_split"):
             return {}
         return model_level_accuracy(feats[_LOGITS], dm.train_split.attributes[self.model_level], values)
-
-    # ------------------------------------------------------------------ figures
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Fig. 3 (attention maps) of the tested model, a PNG in ``out``."""
-        if self.num_figures > 0 and self.net.attention is not None and self.backbone_classifier is None:
-            return [self.attention_figure(dm, Path(out) / "attention_maps.png")]
-        return []
-
-    @torch.no_grad()
-    def attention_maps(self, x: Tensor) -> Tensor:
-        """``a`` of Eq. 7 for a batch, ``(B, h, w)``, min-max scaled per image to [0, 1] for display."""
-        was_training = self.training
-        self.eval()
-        a = self.net(x.to(self.device)).attention
-        self.train(was_training)
-        if a is None:
-            raise ValueError("attention_maps: this network has no attention module (RNN-H w/o attention)")
-        flat = a.flatten(1)
-        lo, hi = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
-        return ((a - lo) / (hi - lo).clamp(min=1e-12)).cpu()
-
-    def attention_figure(self, dm: Any, path: Path) -> Path:
-        """Fig. 3: test images (one per identity) and their attention maps."""
-        from vreid_lightning.data.datamodule import ImageDataset
-        from vreid_lightning.data.transforms import build_test_transform, denormalize
-        from vreid_lightning.viz.response_maps import save_response_grid
-
-        from vreid_lightning.data.eval_sets import one_image_per_identity
-
-        split = dm.eval_set.split
-        pick = one_image_per_identity(dm.eval_set, self.num_figures)
-        stats = {k: v for k, v in getattr(dm, "test_transform_options", {}).items() if k in ("mean", "std")}
-        ds = ImageDataset(split, build_test_transform(dm.image_size, **getattr(dm, "test_transform_options", {})))
-        x = torch.stack([ds[int(i)]["image"] for i in pick])
-        maps = {"attention a (Eq. 7)": self.attention_maps(x)}
-        return save_response_grid(denormalize(x, clamp=True, **stats), maps, path)

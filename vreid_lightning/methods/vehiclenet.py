@@ -51,8 +51,8 @@ class VehicleNetModule(ReIDModule):
             per iteration (the loss, not the learning rate: weight decay is not warmed up). 0: none.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: identities in the activation-heatmap figure (Fig. 7; 0: no figures).
-        figure_images: images per identity in that figure.
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
     """
 
     test_refit_prefixes = (CLASSIFIER_PREFIX,)  # fc2 of another class count, taken over for testing (on_load_checkpoint)
@@ -69,8 +69,7 @@ class VehicleNetModule(ReIDModule):
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 3,
-        figure_images: int = 4,
+        figures: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
@@ -83,8 +82,6 @@ class VehicleNetModule(ReIDModule):
         if int(loss_warmup_epochs) < 0:
             raise ConfigError(f"model.loss_warmup_epochs={loss_warmup_epochs}: expected >= 0")
         self.loss_warmup_epochs = int(loss_warmup_epochs)
-        self.num_figures = int(figures)
-        self.figure_images = int(figure_images)
 
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -177,22 +174,3 @@ class VehicleNetModule(ReIDModule):
             raise ConfigError(f"init_from: {path} does not fit this network (backbone or embed_dim differ): {wrong[:5]}")
         self.load_state_dict(carried, strict=False)
         return {"loaded": sorted(carried), "new": sorted(k for k in own if k.startswith(CLASSIFIER_PREFIX))}
-
-    # ------------------------------------------------------------------ figures
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Fig. 7 (activation heatmaps before pooling) and Fig. 6 (top-5 rank lists by viewpoint)."""
-        if self.num_figures <= 0:
-            return []
-        from vreid_lightning.viz.vehiclenet import save_activation_figure, save_viewpoint_rank_lists
-
-        paths = [save_activation_figure(self, dm, Path(out) / "activation_heatmaps.png",
-                                        identities=self.num_figures, per_identity=self.figure_images)]
-        ranks = save_viewpoint_rank_lists(self, dm, Path(out) / "rank_list_viewpoints.png")
-        return paths + ([ranks] if ranks is not None else [])
-
-    @classmethod
-    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: dict[str, str | None]) -> Path | None:
-        """Fig. 8: the training losses of the stages (from the CSV logs; None without them)."""
-        from vreid_lightning.viz.vehiclenet import save_stage_losses
-
-        return save_stage_losses(out, list(stage_ckpts), Path(out) / "training_losses.png")
