@@ -117,7 +117,8 @@ def test_figure_batch_feeds_the_runs_input_and_shows_rgb(cache_dir):
     dm.prepare_data()
     dm.setup("fit")
     module = RAMModule(num_classes=dm.num_classes, attribute_classes=dm.attribute_classes, stage="baseline",
-                       backbone={"name": "vgg_cnn_m", "width_mult": 0.0625}, figures=2)
+                       backbone={"name": "vgg_cnn_m", "width_mult": 0.0625}, figures=2,
+                       net={"_target_": "vreid_lightning.models.ram.RAMNet"}, loss={"_target_": "vreid_lightning.losses.ram.RAMLoss"})
     x, shown = module.figure_batch(dm)
     split = dm.eval_set.split
     first = dm.eval_set.groups["query"][0]

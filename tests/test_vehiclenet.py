@@ -35,7 +35,8 @@ def worlds(cache_dir: Path) -> dict[str, Path]:
 def _module(num_classes: int = 7, **kw):
     from vreid_lightning.methods.vehiclenet import VehicleNetModule
 
-    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, **kw})
+    kw["net"] = {"_target_": "vreid_lightning.models.vehiclenet.VehicleNet", **kw.get("net", {})}
+    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, "loss": {"_target_": "vreid_lightning.losses.CrossEntropyLoss"}, **kw})
 
 
 # ---------------------------------------------------------------------------------------- network

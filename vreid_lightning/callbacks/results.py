@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -31,20 +32,17 @@ class ResultsWriter(L.Callback):
     """Post-process the test features, write ``test_results.json``, ``features.npz`` and the pictures.
 
     Args:
-        rank_list: queries (of distinct identities) in ``rank_list.png``, the top-10 of each (0: none). The one
-            rank-list switch of the suite.
+        rank_list: the one rank-list switch of the suite. An int: queries (of distinct identities) in
+            ``rank_list.png``, the top-10 of each (0: none). A mapping ``{successes, failures, top}``: the first
+            ``successes`` queries whose rank-1 is right, then ``failures`` whose rank-1 is wrong, the top-``top``
+            of each (RNN-HA Fig. 4: 8, 4, 5).
         figures: call the module's ``make_figures(dm, out_dir, tested_ckpt)``.
         postprocess: test-time post-processing steps (the ``postprocess`` config group: a list of steps or
             ``{steps: ...}``; None or empty: none).
     """
 
-    def __init__(self, rank_list: int = 8, figures: bool = True, postprocess: Any = None) -> None:
-        if isinstance(rank_list, bool) or int(rank_list) < 0:
-            from vreid_lightning.errors import ConfigError
-
-            raise ConfigError(f"callbacks.results_writer.rank_list={rank_list!r}: expected the number of queries "
-                              f"drawn (an int >= 0; 0: no rank list)")
-        self.rank_list = int(rank_list)
+    def __init__(self, rank_list: int | Mapping[str, int] = 8, figures: bool = True, postprocess: Any = None) -> None:
+        self.rank_list = _rank_list_option(rank_list)
         self.figures = figures
         self.postprocess = postprocess
         self.written: list[Path] = []
@@ -96,11 +94,15 @@ class ResultsWriter(L.Callback):
         made: list[Path] = []
         if last is not None:
             from vreid_lightning.evaluation.protocol_registry import get_protocol
+            from vreid_lightning.viz.ranklist import save_outcome_rank_list, save_test_rank_list
 
-            if self.rank_list > 0 and get_protocol(last["eval_set"]).fixed_query_gallery:
-                from vreid_lightning.viz.ranklist import save_test_rank_list
-
-                made.append(save_test_rank_list(last["features"], last["eval_set"], last["metric"], self.rank_list,
+            r = self.rank_list
+            if isinstance(r, dict):  # any protocol: VehicleID's lists from its first gallery draw (viz.ranklist)
+                if r["successes"] + r["failures"] > 0:
+                    made.append(save_outcome_rank_list(last["features"], last["eval_set"], last["metric"],
+                                                       r["successes"], r["failures"], out / "rank_list.png", k=r["top"]))
+            elif r > 0 and get_protocol(last["eval_set"]).fixed_query_gallery:
+                made.append(save_test_rank_list(last["features"], last["eval_set"], last["metric"], r,
                                                 out / "rank_list.png"))
             from vreid_lightning.viz.cmc import save_test_cmc  # the CMC curve of every test (reports / wandb media)
 
@@ -108,3 +110,25 @@ class ResultsWriter(L.Callback):
         if self.figures:
             made += list(pl_module.make_figures(trainer.datamodule, out, trainer.ckpt_path) or [])
         return made
+
+
+_OUTCOME_KEYS = ("successes", "failures", "top")
+
+
+def _rank_list_option(value: Any) -> int | dict[str, int]:
+    """``rank_list`` checked: an int >= 0, or ``{successes, failures, top}`` (ints >= 0, top >= 1)."""
+    from vreid_lightning.errors import ConfigError
+
+    key = "callbacks.results_writer.rank_list"
+    if isinstance(value, Mapping):
+        keys = set(value)
+        ok = keys == set(_OUTCOME_KEYS) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                for v in value.values()) and value["top"] >= 1
+        if not ok:
+            raise ConfigError(f"{key}={dict(value)!r}: expected {{successes: N, failures: N, top: K}} (ints >= 0, "
+                              f"top >= 1)")
+        return {k: int(value[k]) for k in _OUTCOME_KEYS}
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}={value!r}: expected the number of queries drawn (an int >= 0; 0: no rank list) "
+                          f"or {{successes: N, failures: N, top: K}}")
+    return int(value)

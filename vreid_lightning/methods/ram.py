@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.losses.ram import RAMLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.ram import STAGES, RAMNet, combine_features, load_previous_stage
 
@@ -38,9 +38,10 @@ class RAMModule(ReIDModule):
         num_classes: training identities.
         attribute_classes: attribute -> classes (the Attribute branch's classifiers).
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`RAMNet`; regions, overlap, FC widths ...), built
+            with the backbone, the classes and ``stage``'s branches.
+        loss: Hydra config of the loss (``_target_``: :class:`~vreid_lightning.losses.ram.RAMLoss`; lambda weights ...).
         stage: ``baseline``, ``bn``, ``bn_r`` or ``ram``.
-        net: keyword arguments of :class:`RAMNet` (regions, overlap, FC widths ...).
-        loss: keyword arguments of :class:`RAMLoss` (lambda weights ...).
         optim: Caffe-style multipliers (``bias_lr_mult``, ``bias_decay_mult``, ``lr_mult`` {name prefix of
             ``net``'s parameters: factor}), see :func:`vreid_lightning.optim.multiplier_groups`.
         optimizer, scheduler: Hydra partial configs.
@@ -53,9 +54,9 @@ class RAMModule(ReIDModule):
         num_classes: int,
         attribute_classes: Mapping[str, int],
         backbone: Mapping[str, Any],
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         stage: str = "ram",
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
@@ -67,15 +68,9 @@ class RAMModule(ReIDModule):
         if stage not in STAGE_MAIN_FEATURE:
             raise ConfigError(f"model.stage={stage!r}; expected one of {list(STAGE_MAIN_FEATURE)}")
         self.stage = stage
-        bcfg = dict(backbone)
-        self.net = RAMNet(
-            build_backbone(**bcfg),
-            num_classes=num_classes,
-            attribute_classes=dict(attribute_classes),
-            branches=RAMNet.stage_branches(stage),
-            **dict(net or {}),
-        )
-        self.criterion = RAMLoss(**dict(loss or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes,
+                              attribute_classes=dict(attribute_classes), branches=RAMNet.stage_branches(stage))
+        self.criterion = build_part(loss, "loss")
         self.optim = {"bias_lr_mult": 1.0, "bias_decay_mult": 1.0, "lr_mult": {}, **dict(optim or {})}
         unknown = sorted(set(self.optim) - {"bias_lr_mult", "bias_decay_mult", "lr_mult"})
         if unknown:

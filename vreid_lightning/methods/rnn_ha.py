@@ -5,7 +5,8 @@ model-level label is a DataModule attribute (VeRi: ``type``, VehicleID: ``model`
 (-1) are ignored by ``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
 (sec. 4.2); the model-level classification accuracy on the evaluation images (``model_acc``) is
 reported beside the ranking metrics. Pictures: Fig. 3 (the attention maps ``a`` of Eq. 7 over test
-images) and Fig. 4 (top-5 rank lists, false positives framed red).
+images); Fig. 4 (top-5 lists of successful and failed queries) is the results writer's rank list
+(``callbacks.results_writer.rank_list: {successes: 8, failures: 4, top: 5}`` in the RNN-HA experiments).
 
 ``objective="backbone_classifier"`` is the authors' first step, ``fine_tune.py``: the trunk alone, global
 average pooled and classified over the training identities (``load_vgg_m_1024.py``: ``vgg_m[0:15]`` ->
@@ -26,8 +27,8 @@ from torch import Tensor, nn
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.losses.cross_entropy import cross_entropy
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
-from vreid_lightning.models.rnn_ha import RNNHANet
 
 __all__ = ["OBJECTIVES", "RNNHAModule", "eval_model_labels", "model_level_accuracy"]
 
@@ -74,13 +75,13 @@ class RNNHAModule(ReIDModule):
         num_classes: training identities (vehicle-level classes).
         attribute_classes: attribute -> classes, from the DataModule.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.rnn_ha.RNNHANet`; hierarchy,
+            attention, hidden_size ...), built with the backbone, the vehicle- and the model-level classes.
         model_level: the attribute used as the model-level label (VeRi ``type``, VehicleID ``model``).
         dataset: the dataset's name, for error messages.
-        net: keyword arguments of :class:`RNNHANet` (hierarchy, attention, hidden_size ...).
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: images in the attention-map figure (Fig. 3; 0: none).
-        rank_list: ``[successes, failures]`` queries in the top-5 rank-list figure (Fig. 4: 8 and 4).
         objective: ``rnn_ha`` (Eq. 5) or ``backbone_classifier`` (the authors' fine_tune.py step: the pooled
             trunk classified over the identities; the GRU, attention and classifiers get no gradient).
     """
@@ -90,14 +91,13 @@ class RNNHAModule(ReIDModule):
         num_classes: int,
         attribute_classes: Mapping[str, int],
         backbone: Mapping[str, Any],
+        net: Mapping[str, Any],
         model_level: str = "type",
         dataset: str | None = None,
-        net: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
         figures: int = 8,
-        rank_list: tuple[int, int] | list[int] = (8, 4),
         objective: str = "rnn_ha",
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
@@ -111,13 +111,10 @@ class RNNHAModule(ReIDModule):
                 "Add it to data.attributes or set model.model_level to one the dataset labels "
                 "(VeRi: type, VehicleID: model)."
             )
-        if len(rank_list) != 2 or min(int(v) for v in rank_list) < 0:
-            raise ConfigError(f"model.rank_list={list(rank_list)!r}; expected [successes, failures], both >= 0")
         self.model_level = model_level
-        self.net = RNNHANet(build_backbone(**dict(backbone)), num_classes=num_classes,
-                            num_model_classes=int(attribute_classes[model_level]), **dict(net or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes,
+                              num_model_classes=int(attribute_classes[model_level]))
         self.num_figures = int(figures)
-        self.rank_list_counts = (int(rank_list[0]), int(rank_list[1]))
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective={objective!r}; expected one of {list(OBJECTIVES)}")
         self.objective = objective
@@ -169,14 +166,10 @@ class RNNHAModule(ReIDModule):
 
     # ------------------------------------------------------------------ figures
     def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Fig. 3 (attention maps) and Fig. 4 (top-5 rank lists) of the tested model, PNGs in ``out``."""
-        paths = []
+        """Fig. 3 (attention maps) of the tested model, a PNG in ``out``."""
         if self.num_figures > 0 and self.net.attention is not None and self.backbone_classifier is None:
-            paths.append(self.attention_figure(dm, Path(out) / "attention_maps.png"))
-        last = self.last_test_eval  # the tested main feature (o2, normalised) and its eval set, kept by the base
-        if sum(self.rank_list_counts) > 0 and last is not None:
-            paths.append(self.rank_list_figure(last["features"], last["eval_set"], Path(out) / "rank_list_top5.png"))
-        return paths
+            return [self.attention_figure(dm, Path(out) / "attention_maps.png")]
+        return []
 
     @torch.no_grad()
     def attention_maps(self, x: Tensor) -> Tensor:
@@ -206,9 +199,3 @@ class RNNHAModule(ReIDModule):
         x = torch.stack([ds[int(i)]["image"] for i in pick])
         maps = {"attention a (Eq. 7)": self.attention_maps(x)}
         return save_response_grid(denormalize(x, clamp=True, **stats), maps, path)
-
-    def rank_list_figure(self, feats: Tensor, eval_set: Any, path: Path) -> Path:
-        """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity."""
-        from vreid_lightning.viz.ranklist import save_outcome_rank_list
-
-        return save_outcome_rank_list(feats, eval_set, self.eval_cfg["metric"], *self.rank_list_counts, path)

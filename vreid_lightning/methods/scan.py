@@ -23,8 +23,8 @@ from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.ensemble import concat_features
-from vreid_lightning.losses.scan import SCANLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.light_vgg import LightVGGNet
 
@@ -41,8 +41,9 @@ class SCANModule(ReIDModule):
     Args:
         num_classes: training identities.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
-        net: keyword arguments of :class:`~vreid_lightning.models.light_vgg.LightVGGNet`.
-        loss: keyword arguments of :class:`~vreid_lightning.losses.scan.SCANLoss`.
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.light_vgg.LightVGGNet`),
+            built with the backbone and the classes.
+        loss: Hydra config of the loss (``_target_``: :class:`~vreid_lightning.losses.scan.SCANLoss`).
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
         figures: images in the Fig. 5 picture of the spatial attention maps (0: none).
@@ -52,15 +53,14 @@ class SCANModule(ReIDModule):
         attention_lr_mult: learning-rate factor of the SCAN module's parameters relative to the rest
             (paper unstated: 1, one rate). The SAB is four single-channel layers (22 parameters at 3x3
             kernels); at 10 its ReLU chain dies on the synthetic world (experiments/scan/README.md).
-        attribute_classes: passed by the runner to every method; SCAN uses no attributes.
     """
 
     def __init__(
         self,
         num_classes: int,
         backbone: Mapping[str, Any],
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
@@ -68,7 +68,6 @@ class SCANModule(ReIDModule):
         partner: str | None = None,
         previous_stage: str = "partner",
         attention_lr_mult: float = 1.0,
-        attribute_classes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
@@ -77,8 +76,8 @@ class SCANModule(ReIDModule):
         if not float(attention_lr_mult) > 0.0:
             raise ConfigError(f"model.attention_lr_mult={attention_lr_mult}: expected a factor > 0")
         self.attention_lr_mult = float(attention_lr_mult)
-        self.net = LightVGGNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
-        self.criterion = SCANLoss(**dict(loss or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes)
+        self.criterion = build_part(loss, "loss")
         self.num_figures = int(figures)
         self.previous_stage = previous_stage
         self._partner: list[LightVGGNet] = []  # a list: the partner is neither trained nor saved with this model

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.losses.cross_entropy import CrossEntropyLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
-from vreid_lightning.models.vehiclenet import FEATURE, VehicleNet
+from vreid_lightning.models.vehiclenet import FEATURE
 
 __all__ = ["VehicleNetModule", "CLASSIFIER_PREFIX"]
 
@@ -38,11 +38,12 @@ class VehicleNetModule(ReIDModule):
 
     Args:
         num_classes: training classes of this stage (merged sources in stage I, the target's in II).
-        attribute_classes: unused (VehicleNet trains on identities only); accepted from the runner.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.vehiclenet.VehicleNet`;
+            ``embed_dim``, ``dropout``), built with the backbone and the classes.
+        loss: Hydra config of the loss (``_target_``:
+            :class:`~vreid_lightning.losses.cross_entropy.CrossEntropyLoss`; ``label_smoothing``).
         stage: the stage name (informative; set by the staged runner).
-        net: keyword arguments of :class:`VehicleNet` (``embed_dim``, ``dropout``).
-        loss: keyword arguments of :class:`CrossEntropyLoss` (``label_smoothing``).
         backbone_lr_mult: learning-rate factor of the backbone relative to the new layers
             (authors' code: 0.1).
         loss_warmup_epochs: the authors' warm-up (train_2020.py:256-258,350-352): over the first this many
@@ -60,10 +61,9 @@ class VehicleNetModule(ReIDModule):
         self,
         num_classes: int,
         backbone: Mapping[str, Any],
-        attribute_classes: Mapping[str, int] | None = None,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         stage: str | None = None,
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
         backbone_lr_mult: float = 0.1,
         loss_warmup_epochs: int = 0,
         optimizer: Any = None,
@@ -77,8 +77,8 @@ class VehicleNetModule(ReIDModule):
         if not 0.0 <= float(backbone_lr_mult):
             raise ConfigError(f"model.backbone_lr_mult={backbone_lr_mult}: expected >= 0")
         self.stage = stage
-        self.net = VehicleNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
-        self.criterion = CrossEntropyLoss(**dict(loss or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes)
+        self.criterion = build_part(loss, "loss")
         self.backbone_lr_mult = float(backbone_lr_mult)
         if int(loss_warmup_epochs) < 0:
             raise ConfigError(f"model.loss_warmup_epochs={loss_warmup_epochs}: expected >= 0")
