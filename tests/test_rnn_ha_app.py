@@ -11,14 +11,16 @@ import pytest
 
 from tests.conftest import FIGURES, TINY, compose, run_cli
 
+
 def test_tiny_run_reports_the_model_level_accuracy_and_draws_figs_3_and_4(tmp_path: Path, veri_world: Path):
     from vreid_lightning.run import run
 
-    results = run(compose(["+experiment=rnn_ha_synthetic", *TINY, FIGURES], tmp_path))
+    results = run(compose(["+experiment=rnn_ha_synthetic", *TINY, FIGURES,
+                           "callbacks.results_writer.rank_list={successes:2,failures:1,top:5}"], tmp_path))
     assert results["main_feature"] == "o2"  # sec. 3.3: the vehicle-level representation is the test feature
     assert results["test"]["model_acc_images"] > 0  # VeRi layout: test images carry the type (the model level)
     assert len(list(tmp_path.rglob("attention_maps.png"))) == 1   # Fig. 3
-    assert len(list(tmp_path.rglob("rank_list_top5.png"))) == 1   # Fig. 4
+    assert len(list(tmp_path.rglob("rank_list.png"))) == 1   # Fig. 4: the results writer's outcome layout
 
 
 def test_paper_settings_compose(tmp_path: Path):

@@ -35,7 +35,8 @@ def worlds(cache_dir: Path) -> dict[str, Path]:
 def _module(num_classes: int = 7, **kw):
     from vreid_lightning.methods.vehiclenet import VehicleNetModule
 
-    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, **kw})
+    kw["net"] = {"_target_": "vreid_lightning.models.vehiclenet.VehicleNet", **kw.get("net", {})}
+    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, "loss": {"_target_": "vreid_lightning.losses.CrossEntropyLoss"}, **kw})
 
 
 # ---------------------------------------------------------------------------------------- network
@@ -207,7 +208,7 @@ def test_stage_one_merges_the_sources_and_stage_two_trains_the_target_alone(tmp_
 
 def test_sources_sweep_runs_two_jobs(tmp_path: Path, worlds: dict[str, Path]):
     p = run_cli(["-m", "+experiment=vehiclenet_synthetic", "+sweep=vehiclenet_sources", *TINY,
-                 "trainer.fast_dev_run=true", "model.figures=0", "source_set=none,veri"], tmp_path, timeout=600)
+                 "trainer.fast_dev_run=true", "model.figures=null", "source_set=none,veri"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted((tmp_path / "outputs" / "vehiclenet_synthetic" / "multiruns").rglob("results.json"))
     assert len(results) == 2

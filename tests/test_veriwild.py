@@ -247,7 +247,7 @@ def test_v2_lines_resolved_against_the_root_or_the_phase_folder(tmp_path: Path, 
 def _tiny_veriwild(name: str, world: Path, extra: list[str]) -> list[str]:
     # the experiment at its tiny sizes, on the given VERI-Wild layout instead of the tiny world
     return [f"+experiment={name}", *TINY, f"data.root={world}", "data.synthetic=null", "trainer.fast_dev_run=true",
-            "model.figures=0", *extra]
+            "model.figures=null", *extra]
 
 
 @pytest.mark.parametrize("name, extra", [
