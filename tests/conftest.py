@@ -36,7 +36,7 @@ TINY = [
     "model.net.region_fc_dims=[32]",
     "model.net.attr_dim=32",
     "trainer.enable_progress_bar=false",
-    "model.figures=2",
+    "model.figures.images=2",
 ]
 
 

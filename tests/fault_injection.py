@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import TINY  # noqa: E402
 
-QUIET = ["logger=csv", "model.figures=0", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
+QUIET = ["logger=csv", "model.figures=null", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
 KILLED = 137
 
 

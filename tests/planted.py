@@ -28,13 +28,10 @@ def planted_feature(images: Tensor, w: Tensor) -> Tensor:
 
 
 class PlantedModule(ReIDModule):
-    """A method whose feature is :func:`planted_feature`; training moves ``w`` towards ``target`` (MSE).
-
-    Takes (and ignores) the arguments the runner gives every method.
-    """
+    """A method whose feature is :func:`planted_feature`; training moves ``w`` towards ``target`` (MSE)."""
 
     def __init__(self, optimizer: Any = None, scheduler: Any = None, evaluation: Any = None, num_classes: int = 2,
-                 attribute_classes: Any = None, backbone: Any = None, target: float = 3.0) -> None:
+                 target: float = 3.0) -> None:
         super().__init__(optimizer, scheduler, evaluation, num_classes)
         self.save_hyperparameters()
         self.w = nn.Parameter(torch.ones(12))

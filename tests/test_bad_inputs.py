@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO, TINY, compose, run_cli
 
-QUIET = ["logger=csv", "model.figures=0", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
+QUIET = ["logger=csv", "model.figures=null", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
 PLAIN = ["+experiment=baseline_synthetic", *TINY, *QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 
 

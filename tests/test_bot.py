@@ -119,20 +119,18 @@ def test_warmup_schedule_is_the_papers():
 
 
 def test_bot_configs_build_the_generic_module(tmp_path: Path):
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from types import SimpleNamespace
 
     from tests.conftest import compose
     from vreid_lightning.methods.generic import GenericReIDModule
+    from vreid_lightning.runner.fit import build_model
 
     for name in ("bot_veri", "bot_vehicleid"):
         cfg = compose([f"+experiment={name}", "backbone.pretrained=false"], tmp_path)
         assert cfg.backbone.name == "resnet50" and cfg.backbone.last_stride == 1
         assert list(cfg.data.image_size) == [256, 256] and cfg.data.train_transform.random_erasing == 0.5
     cfg = compose(["+experiment=bot_synthetic"], tmp_path)
-    model = instantiate(cfg.model, num_classes=7, attribute_classes={}, _recursive_=False, _convert_="all",
-                        backbone=OmegaConf.to_container(cfg.backbone), optimizer=OmegaConf.to_container(cfg.optimizer),
-                        scheduler=OmegaConf.to_container(cfg.scheduler))
+    model = build_model(cfg, SimpleNamespace(num_classes=7, attribute_classes={}))  # the runner's way
     assert isinstance(model, GenericReIDModule) and isinstance(model.net, BoTNet)
     assert model.criterion.center.centers.shape == (7, model.net.feature_dim)
     batch = {"image": torch.randn(8, 3, 64, 64), "pid": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}

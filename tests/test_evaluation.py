@@ -13,11 +13,17 @@ from vreid_lightning.evaluation import (
     euclidean_distance,
     evaluate_features,
     evaluate_rank,
+    gallery_distance_fn,
     image_protocol,
     vehicleid_draw,
     vehicleid_protocol,
     vehicleid_protocol_repeats,
 )
+from vreid_lightning.data.datamodule import EvalSet
+from vreid_lightning.data.datasets.base import Split
+from vreid_lightning.evaluation.features import row_index
+from vreid_lightning.evaluation.protocol_registry import run_protocol
+from vreid_lightning.evaluation.saved_features import from_eval_set
 
 # ----------------------------------------------------------------------------------------------
 # Reference: per query, stable sort of the whole row, junk removed, then AP / CMC / mINP.
@@ -228,6 +234,46 @@ def test_distance_helpers_match_plain_formulas():
         compute_distance(q, g, "manhattan")
     with pytest.raises(ValueError, match="same dimension"):
         compute_distance(q, g[:, :3])
+
+
+def test_cosine_distance_holds_no_gallery_copy_and_stays_within_rounding():
+    torch.manual_seed(0)
+    q, g = torch.randn(7, 64) + 0.5, torch.randn(300, 64) * 3.0 + 0.5
+    fn = gallery_distance_fn(g, "cosine")
+    held = []
+    for cell in fn.__closure__:  # the tensors the distance function keeps (directly or in a dict)
+        try:
+            v = cell.cell_contents
+        except ValueError:  # a name the cosine branch never binds
+            continue
+        held += list(v.values()) if isinstance(v, dict) else [v]
+    big = [t for t in held if isinstance(t, torch.Tensor) and t.numel() >= g.numel()]
+    assert big and all(t.data_ptr() == g.data_ptr() for t in big)  # the caller's gallery, no (G, D) copy
+    qd, gd = q.double(), g.double()
+    exact = 1.0 - (qd / qd.norm(dim=1, keepdim=True)) @ (gd / gd.norm(dim=1, keepdim=True)).T
+    d = fn(q)
+    assert d.dtype == torch.float32
+    assert float((d.double() - exact).abs().max()) < 4 * torch.finfo(torch.float32).eps  # last bits only
+    assert bool((fn(g[:5]).diagonal() <= 2 * torch.finfo(torch.float32).eps).all())  # self-distance ~ 0
+
+
+def test_consecutive_rows_are_views_and_evaluate_like_copies():
+    assert row_index(np.arange(3, 7), 10) == slice(3, 7)
+    for rows in ([3, 5, 6], [8, 9, 10], [], [2, 1]):  # gap, out of range, empty, descending: an index array
+        assert isinstance(row_index(np.asarray(rows, dtype=np.int64), 10), np.ndarray)
+    torch.manual_seed(1)
+    ids = np.repeat(np.arange(10), 4)
+    cams = np.tile(np.arange(4), 10)
+    feats = torch.randn(10, 16)[ids] + 0.7 * torch.randn(40, 16)
+    split = Split(paths=[f"{i}.jpg" for i in range(40)], pids=ids, camids=cams, timestamps=np.arange(40))
+    q, g = np.arange(0, 40, 4), np.arange(40)
+    shuffled = EvalSet(split, "image", {"query": q, "gallery": np.r_[g[1:], g[:1]]}, {})
+    consecutive = EvalSet(split, "image", {"query": q, "gallery": g}, {})
+    fs = from_eval_set(feats, consecutive, "cosine")
+    assert np.shares_memory(fs.views[""][1], feats.numpy())  # the gallery is a view of the features
+    expected = image_protocol(feats[q].clone(), feats.clone(), ids[q], ids, cams[q], cams)
+    assert run_protocol(feats, consecutive, "cosine") == expected
+    assert run_protocol(feats, shuffled, "cosine")["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

@@ -20,7 +20,7 @@ import torch
 
 from tests.conftest import REPO, TINY, compose
 
-QUIET = ["logger=csv", "model.figures=0", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
+QUIET = ["logger=csv", "model.figures=null", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
 PLAIN = ["+experiment=baseline_synthetic", *TINY, *QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 
 

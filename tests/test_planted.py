@@ -19,7 +19,7 @@ from omegaconf import OmegaConf, open_dict
 from tests.conftest import TINY_WORLD_OVERRIDES, compose
 from tests.planted import planted_feature, reference_metrics
 
-PLANTED = {"_target_": "tests.planted.PlantedModule",
+PLANTED = {"_target_": "tests.planted.PlantedModule", "optimizer": "${optimizer}", "scheduler": "${scheduler}",
            "evaluation": {"flip": True, "metric": "cosine", "normalize": "none", "feature_study": False}}
 QUIET = [*TINY_WORLD_OVERRIDES, "data.image_size=[64,64]", "data.batch_size=8", "data.num_instances=2",
          "data.eval_batch_size=32", "data.num_workers=0", "trainer.enable_progress_bar=false", "logger=none",

@@ -292,7 +292,8 @@ def test_camera_model_loss_and_camera_less_data():
     from vreid_lightning.methods.camera import CameraModule
 
     torch.manual_seed(0)
-    model = CameraModule({"name": "vgg_cnn_m", "pretrained": False, "width_mult": 0.125, "norm": "bn"}, num_cameras=3,
+    model = CameraModule({"name": "vgg_cnn_m", "pretrained": False, "width_mult": 0.125, "norm": "bn"},
+                         net={"_target_": "vreid_lightning.models.camera.CameraNet"}, num_cameras=3,
                          optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3})
     images = torch.randn(4, 3, 64, 64)
     loss, parts, logits = model.training_loss({"image": images, "camid": torch.tensor([1, 2, 1, 2])})

@@ -106,19 +106,17 @@ def test_png_square_world(tmp_path):
         generate("vehicleid", tmp_path / "v", ids=8, image_format="png", progress=False, workers=0)
 
 
-def test_figure_batch_feeds_the_runs_input_and_shows_rgb(cache_dir):
+def test_figure_images_feed_the_runs_input_and_show_rgb(cache_dir):
     from tests.conftest import TINY_WORLD
     from vreid_lightning.data.datamodule import ReIDDataModule
-    from vreid_lightning.methods.ram import RAMModule
+    from vreid_lightning.viz.figures import query_images
 
     norm = {"channels": "bgr", "pixel_range": 255, "mean": list(RAM_MEAN_BGR), "std": [1, 1, 1]}
     dm = ReIDDataModule(synthetic=dict(TINY_WORLD), cache_dir=str(cache_dir), image_size=(64, 64), num_workers=0,
                         input_norm=norm)
     dm.prepare_data()
     dm.setup("fit")
-    module = RAMModule(num_classes=dm.num_classes, attribute_classes=dm.attribute_classes, stage="baseline",
-                       backbone={"name": "vgg_cnn_m", "width_mult": 0.0625}, figures=2)
-    x, shown = module.figure_batch(dm)
+    x, shown = query_images(dm, 2)
     split = dm.eval_set.split
     first = dm.eval_set.groups["query"][0]
     with Image.open(split.paths[first]) as im:

@@ -174,7 +174,7 @@ def test_module_param_groups_follow_model_optim():
 
     kw = dict(num_classes=NUM_CLASSES, attribute_classes=ATTRS, stage="bn",
               backbone={"name": "vgg_cnn_m", "width_mult": 0.0625},
-              net={"region_fc_dims": [8, 8], "attr_dim": 8},
+              net={"_target_": "vreid_lightning.models.ram.RAMNet", "region_fc_dims": [8, 8], "attr_dim": 8}, loss={"_target_": "vreid_lightning.losses.ram.RAMLoss"},
               optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01, "weight_decay": 1e-4})
     plain = RAMModule(**kw, optim={"bias_lr_mult": 1, "bias_decay_mult": 1, "lr_mult": []})
     assert not isinstance(plain.param_groups(), list)  # no multiplier: the plain parameter list

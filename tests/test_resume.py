@@ -19,7 +19,7 @@ import torch
 
 from tests.conftest import REPO, TINY, compose, run_cli
 
-QUIET = ["logger=csv", "model.figures=0", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
+QUIET = ["logger=csv", "model.figures=null", "callbacks.results_writer.rank_list=0", "callbacks.lr_monitor=null"]
 
 
 def _csv_rows(run: Path) -> list[dict[str, str]]:

@@ -280,7 +280,7 @@ def test_legacy_cuda_tagged_dataparallel_file_converts_to_a_loadable_checkpoint(
     assert torch.equal(ckpt["state_dict"]["net.backbone.conv3.weight"], sd["vgg_m.8.weight"])
     module = RNNHAModule(num_classes=7, attribute_classes={"type": 3},
                          backbone={"name": "vgg_cnn_m_1024", "trunk_end": "pool5"},
-                         net={"hidden_size": 1024, "transformer_dims": [1024], "repeat_x1": True, "gru_biases": 2})
+                         net={"_target_": "vreid_lightning.models.rnn_ha.RNNHANet", "hidden_size": 1024, "transformer_dims": [1024], "repeat_x1": True, "gru_biases": 2})
     module.load_state_dict(ckpt["state_dict"], strict=True)  # what train=false ckpt_path=OUT does
 
 

@@ -165,7 +165,7 @@ def _module(**kw):
     torch.manual_seed(0)
     return RNNHAModule(num_classes=5, attribute_classes={"type": 3, "colour": 4},
                        backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.0625, "norm": "bn"},
-                       net={"hidden_size": 8, "transformer_dims": [8]}, **kw)
+                       net={"_target_": "vreid_lightning.models.rnn_ha.RNNHANet", "hidden_size": 8, "transformer_dims": [8]}, **kw)
 
 
 def test_loss_is_l_model_plus_l_vehicle_and_unlabelled_model_is_ignored():
@@ -194,7 +194,7 @@ def test_missing_model_level_label_names_dataset_and_attribute():
 
     with pytest.raises(ConfigError, match=r"dataset 'veri' has no labelled 'type' attribute"):
         RNNHAModule(num_classes=5, attribute_classes={"colour": 4}, backbone={"name": "vgg_cnn_m_1024"},
-                    model_level="type", dataset="veri")
+                    net={"_target_": "vreid_lightning.models.rnn_ha.RNNHANet"}, model_level="type", dataset="veri")
 
 
 def test_eval_model_labels_use_the_training_class_numbering():

@@ -13,7 +13,7 @@ from tests.conftest import TINY, compose
 
 def _staged(tmp_path: Path, stages: dict) -> object:
     cfg = compose(["+experiment=baseline_synthetic", *TINY, "trainer.limit_train_batches=2",
-                   "model.figures=0", "callbacks.results_writer.rank_list=0", "logger=none"], tmp_path)
+                   "model.figures=null", "callbacks.results_writer.rank_list=0", "logger=none"], tmp_path)
     with open_dict(cfg):
         cfg.stages = OmegaConf.create(stages)
     return cfg

@@ -167,7 +167,7 @@ def test_base_module_steps_the_iteration_scheduler_per_batch():
     m = SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
                    optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
                    scheduler={"_target_": "vreid_lightning.optim.IterationStepLR", "_partial_": True,
-                              "step_size": 5, "gamma": 0.5}, net={"reduction": 4})
+                              "step_size": 5, "gamma": 0.5}, net={"_target_": "vreid_lightning.models.light_vgg.LightVGGNet", "reduction": 4}, loss={"_target_": "vreid_lightning.losses.scan.SCANLoss"})
     conf = m.configure_optimizers()
     assert conf["lr_scheduler"]["interval"] == "step"
 
@@ -176,7 +176,8 @@ def test_attention_lr_mult_gives_the_scan_module_its_own_group():
     from vreid_lightning.methods.scan import SCANModule
 
     kw = dict(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
-              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, net={"reduction": 4})
+              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}, net={"_target_": "vreid_lightning.models.light_vgg.LightVGGNet", "reduction": 4},
+              loss={"_target_": "vreid_lightning.losses.scan.SCANLoss"})
     plain = SCANModule(**kw).configure_optimizers()
     opt = plain["optimizer"] if isinstance(plain, dict) else plain
     assert len(opt.param_groups) == 1  # factor 1 (the default): one group, as before
@@ -198,7 +199,7 @@ def _tiny_module(attention: bool, seed: int):
 
     torch.manual_seed(seed)
     return SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
-                      net={"attention": attention, "reduction": 4, "feat_dim": 16},
+                      net={"_target_": "vreid_lightning.models.light_vgg.LightVGGNet", "attention": attention, "reduction": 4, "feat_dim": 16}, loss={"_target_": "vreid_lightning.losses.scan.SCANLoss"},
                       optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
 
 
@@ -249,14 +250,15 @@ def test_previous_stage_init_copies_matching_weights(tmp_path):
     from vreid_lightning.methods.scan import SCANModule
 
     scan = SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024", "width_mult": 0.125, "norm": "bn"},
-                      net={"attention": True, "reduction": 4, "feat_dim": 16}, previous_stage="init",
+                      net={"_target_": "vreid_lightning.models.light_vgg.LightVGGNet", "attention": True, "reduction": 4, "feat_dim": 16}, loss={"_target_": "vreid_lightning.losses.scan.SCANLoss"},
+                      previous_stage="init",
                       optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
     report = scan.load_previous_stage(ckpt)
     assert all(not k.startswith("attention") for k in report["loaded"])
     assert any(k.startswith("attention") for k in report["new"])
     assert torch.equal(scan.net.fc.weight, plain.net.fc.weight)
     with pytest.raises(ConfigError, match="model.previous_stage"):
-        SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024"}, previous_stage="copy")
+        SCANModule(num_classes=3, backbone={"name": "vgg_cnn_m_1024"}, net={"_target_": "vreid_lightning.models.light_vgg.LightVGGNet"}, loss={"_target_": "vreid_lightning.losses.scan.SCANLoss"}, previous_stage="copy")
 
 
 def test_concat_ensemble_rejects_different_row_counts():

@@ -35,7 +35,8 @@ def worlds(cache_dir: Path) -> dict[str, Path]:
 def _module(num_classes: int = 7, **kw):
     from vreid_lightning.methods.vehiclenet import VehicleNetModule
 
-    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, **kw})
+    kw["net"] = {"_target_": "vreid_lightning.models.vehiclenet.VehicleNet", **kw.get("net", {})}
+    return VehicleNetModule(num_classes=num_classes, backbone=SMALL_BACKBONE, **{"optimizer": OPT, "loss": {"_target_": "vreid_lightning.losses.CrossEntropyLoss"}, **kw})
 
 
 # ---------------------------------------------------------------------------------------- network
@@ -210,7 +211,7 @@ def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid
     over = [f"data.root={target[1]}", "backbone=vgg_cnn_m", "backbone.width_mult=0.125", "backbone.norm=bn",
             "backbone.pretrained=false", "trainer=cpu", "data.image_size=[64,64]",
             "data.batch_size=4", "data.eval_batch_size=64", "data.num_workers=0", "data.pin_memory=false",
-            "trainer.enable_progress_bar=false", "logger=none", "model.figures=0"]
+            "trainer.enable_progress_bar=false", "logger=none", "model.figures=null"]
     over += [f"sources.{s}.root={worlds[s]}" for s in sources]
     if target[0] == "vehicleid":
         from vreid_lightning.data.datasets import load_dataset
@@ -252,14 +253,14 @@ def test_every_experiment_completes_a_fast_dev_run(name: str, tmp_path: Path, wo
             assert (tmp_path / "stages" / stage / "rank_list_viewpoints.png").is_file()
         # stage II alone, from stage I's checkpoint
         ckpt = next((tmp_path / "stages" / "stage1").rglob("*.ckpt"))
-        alone = run(compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true", "model.figures=0",
+        alone = run(compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true", "model.figures=null",
                              "run_stages=[stage2]", f"init_from={ckpt}"], tmp_path / "alone"))
         assert list(alone["stages"]) == ["stage2"]
 
 
 def test_sources_sweep_runs_two_jobs(tmp_path: Path, worlds: dict[str, Path]):
     p = run_cli(["-m", "+experiment=vehiclenet_synthetic", "+sweep=vehiclenet_sources", *_synthetic_tiny(),
-                 "trainer.fast_dev_run=true", "model.figures=0", "source_set=none,veri"], tmp_path, timeout=600)
+                 "trainer.fast_dev_run=true", "model.figures=null", "source_set=none,veri"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted((tmp_path / "outputs" / "vehiclenet_synthetic" / "multiruns").rglob("results.json"))
     assert len(results) == 2

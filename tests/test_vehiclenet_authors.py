@@ -65,7 +65,7 @@ HEAD = {"classifier.add_block.0.weight": "net.fc1.weight", "classifier.add_block
 
 def _module(fmt: str, stride: int = 1, classes: int = CLASSES) -> VehicleNetModule:
     backbone = {**VC.BACKBONE[fmt], "pretrained": False, "weights": None, "last_stride": stride}
-    return VehicleNetModule(num_classes=classes, backbone=backbone, figures=0)
+    return VehicleNetModule(num_classes=classes, backbone=backbone, net={"_target_": "vreid_lightning.models.vehiclenet.VehicleNet"}, loss={"_target_": "vreid_lightning.losses.CrossEntropyLoss"})
 
 
 @pytest.fixture(scope="module")

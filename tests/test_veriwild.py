@@ -248,7 +248,7 @@ def _tiny_veriwild(name: str, world: Path, extra: list[str]) -> list[str]:
     keep = [o for o in tiny_for(name) if not o.startswith("data")]
     return [f"+experiment={name}", *keep, f"data.root={world}", "data.image_size=[96,96]", "data.batch_size=8",
             "data.num_workers=0", "data.pin_memory=false", "data.eval_batch_size=32", "trainer=cpu",
-            "trainer.fast_dev_run=true", "model.figures=0", *extra]
+            "trainer.fast_dev_run=true", "model.figures=null", *extra]
 
 
 @pytest.mark.parametrize("name, extra", [

@@ -120,6 +120,7 @@ def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapp
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    from vreid_lightning.methods.parts import build_part
     from vreid_lightning.models.backbones import build_backbone
     from vreid_lightning.models.ram import RAMNet
 
@@ -128,9 +129,10 @@ def build_authors_net(experiment: str, num_classes: int, attribute_classes: Mapp
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={experiment}", *overrides])
     GlobalHydra.instance().clear()
-    net_kw = OmegaConf.to_container(cfg.model.net, resolve=True)
     backbone = build_backbone(**{**OmegaConf.to_container(cfg.backbone, resolve=True), "weights": None})
-    return RAMNet(backbone, num_classes, dict(attribute_classes), branches=RAMNet.stage_branches("ram"), **net_kw)
+    return build_part(OmegaConf.to_container(cfg.model.net, resolve=True), "net", backbone=backbone,
+                      num_classes=num_classes, attribute_classes=dict(attribute_classes),
+                      branches=RAMNet.stage_branches("ram"))
 
 
 def convert(caffemodel: str | Path, out: str | Path, num_classes: int | None = None,

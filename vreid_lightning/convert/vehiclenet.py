@@ -164,8 +164,10 @@ def convert(fmt: str, src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     state = read_state_dict(path)  # the importers' one strict reader (authors_torch.py)
     num_classes = _classes(fmt, state, str(path))
     backbone = {**BACKBONE[fmt], "pretrained": False, "weights": None, "last_stride": int(opts["stride"])}
-    net = {"embed_dim": 512, "dropout": 0.0}  # model.py ClassBlock num_bottleneck=512; dropout has no tensors
-    module = VehicleNetModule(num_classes=num_classes, backbone=backbone, net=net, figures=0)
+    net = {"_target_": "vreid_lightning.models.vehiclenet.VehicleNet",  # conf/model/vehiclenet.yaml's classes
+           "embed_dim": 512, "dropout": 0.0}  # model.py ClassBlock num_bottleneck=512; dropout has no tensors
+    loss = {"_target_": "vreid_lightning.losses.CrossEntropyLoss"}
+    module = VehicleNetModule(num_classes=num_classes, backbone=backbone, net=net, loss=loss)
     own = module.state_dict()
     out = convert_state_dict(fmt, state, own, str(path))
     module.load_state_dict(out, strict=True)

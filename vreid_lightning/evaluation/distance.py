@@ -1,8 +1,12 @@
 """Pairwise distances between query and gallery features (torch, any device).
 
 Each helper takes ``(Q, D)`` and ``(G, D)`` features and returns a ``(Q, G)`` matrix; it is cheap
-to call per query chunk. :func:`gallery_distance_fn` prepares the gallery once (normalised copy or
-squared norms) and returns a function of a query chunk, for chunked evaluation.
+to call per query chunk. :func:`gallery_distance_fn` prepares the gallery once (its norms, or a centred
+copy and squared norms) and returns a function of a query chunk, for chunked evaluation. The cosine
+metric holds no copy of the gallery: each (chunk, G) product of the normalised queries with the raw
+gallery is divided by the gallery norms (``F.normalize``'s norms, clamped at its eps), which equals the
+product with a normalised gallery up to the rounding of the last bits (a few float32 ulps of the
+distance; the order of two items differs only where their distances tie within that rounding).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch.nn.functional as F
 __all__ = ["METRICS", "cosine_distance", "euclidean_distance", "compute_distance", "gallery_distance_fn"]
 
 METRICS = ("cosine", "euclidean")
+_EPS = 1e-12  # F.normalize's default eps
 
 
 def _as_features(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -52,7 +57,7 @@ def gallery_distance_fn(g: torch.Tensor, metric: str = "cosine") -> Callable[[to
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
     g = _as_features(g, "g")
     if metric == "cosine":
-        g = F.normalize(g, dim=1)
+        norms = torch.linalg.vector_norm(g, dim=1).clamp_min_(_EPS)  # F.normalize's denominators
     else:
         centre = g.mean(dim=0, keepdim=True)
         g = g - centre
@@ -66,11 +71,13 @@ def gallery_distance_fn(g: torch.Tensor, metric: str = "cosine") -> Callable[[to
                 f"features: expected the same dimension for query and gallery, got {q.shape[1]} and {g.shape[1]}"
             )
         dtype = torch.promote_types(q.dtype, g.dtype)
-        gd = prepared.setdefault(dtype, g.to(dtype))
-        q = q.to(dtype)
+        if dtype not in prepared:
+            prepared[dtype] = g.to(dtype)
+        gd, q = prepared[dtype], q.to(dtype)
         if metric == "cosine":
-            one = torch.ones((1, 1), dtype=dtype, device=gd.device)
-            return torch.addmm(one, F.normalize(q, dim=1), gd.T, alpha=-1.0).clamp_(0.0, 2.0)
+            # 1 - (q / |q|) . (g / |g|), the division by |g| on the (C, G) product: no (G, D) copy
+            prod = torch.mm(F.normalize(q, dim=1, eps=_EPS), gd.T).div_(norms.to(dtype)[None, :])
+            return prod.neg_().add_(1.0).clamp_(0.0, 2.0)
         q = q - centre.to(dtype)
         d2 = torch.addmm((q * q).sum(dim=1, keepdim=True) + g_sq.to(dtype)[None, :], q, gd.T, alpha=-2.0)
         return d2.clamp_(min=0.0).sqrt_()

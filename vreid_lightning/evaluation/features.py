@@ -10,7 +10,18 @@ import torch
 from .distance import gallery_distance_fn
 from .rank import RankAccumulator, as_label_tensor, auto_chunk_size
 
-__all__ = ["evaluate_features"]
+__all__ = ["evaluate_features", "row_index"]
+
+
+def row_index(rows: Any, num_rows: int) -> slice | np.ndarray:
+    """``rows`` as an index of a ``num_rows``-row feature matrix: a slice when they are consecutive and in
+    range (indexing gives a view: no copy of the features, as for an image set's query and gallery rows),
+    else the int64 array (indexing copies)."""
+    x = np.asarray(rows, dtype=np.int64)
+    if x.ndim == 1 and x.size and 0 <= x[0] and x[-1] < num_rows and x[-1] - x[0] == x.size - 1 \
+            and bool((np.diff(x) == 1).all()):
+        return slice(int(x[0]), int(x[-1]) + 1)
+    return x
 
 
 @torch.no_grad()

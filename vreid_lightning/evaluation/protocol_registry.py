@@ -20,15 +20,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .features import evaluate_features
+from .features import evaluate_features, row_index
 from .protocols import image_protocol, vehicleid_draw, vehicleid_protocol
 
 __all__ = ["Protocol", "ImageProtocol", "VehicleIDProtocol", "PROTOCOLS", "get_protocol", "run_protocol",
            "register_protocol"]
 
 
-def _rows(x: np.ndarray, feats: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(x, device=feats.device)
+def _rows(x: np.ndarray, feats: torch.Tensor) -> torch.Tensor | slice:
+    """Index of ``feats`` rows ``x``: a slice (a view, no copy of the features) for consecutive rows."""
+    index = row_index(x, feats.shape[0])
+    return index if isinstance(index, slice) else torch.as_tensor(index, device=feats.device)
 
 
 def _cams(split: Any) -> np.ndarray | None:

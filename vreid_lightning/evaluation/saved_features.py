@@ -20,6 +20,8 @@ import torch
 
 from vreid_lightning.errors import DatasetFormatError
 
+from .features import row_index
+
 __all__ = ["FeatureSet", "save_features", "load_features", "from_eval_set", "check_aligned"]
 
 _LABELS = ("ids", "cams", "times")
@@ -55,15 +57,16 @@ def from_eval_set(feats: Any, eval_set: Any, metric: str = "cosine",
     """A FeatureSet from features of every row of an image-protocol ``EvalSet`` (``feats`` rows = split rows)."""
     split = eval_set.split
     q, g = eval_set.groups["query"], eval_set.groups["gallery"]
-    f = _np(feats).astype(np.float32)
-    all_views = {"": f, **{k: _np(v).astype(np.float32) for k, v in (views or {}).items()}}
+    f = _np(feats).astype(np.float32, copy=False)  # float32 CPU features and consecutive rows: views, no copy
+    all_views = {"": f, **{k: _np(v).astype(np.float32, copy=False) for k, v in (views or {}).items()}}
+    qi, gi = row_index(q, f.shape[0]), row_index(g, f.shape[0])
 
     def labels(rows: np.ndarray) -> dict[str, np.ndarray]:
         return {"ids": split.pids[rows].astype(np.int64), "cams": split.camids[rows].astype(np.int64),
                 "times": split.timestamps[rows].astype(np.int64),
                 "paths": np.asarray([str(split.paths[i]) for i in rows], dtype=np.str_)}
 
-    return FeatureSet({k: (v[q], v[g]) for k, v in all_views.items()}, labels(q), labels(g), metric)
+    return FeatureSet({k: (v[qi], v[gi]) for k, v in all_views.items()}, labels(q), labels(g), metric)
 
 
 def save_features(fs: FeatureSet, path: str | Path) -> Path:

@@ -160,15 +160,6 @@ class ReIDModule(L.LightningModule, abc.ABC):
         self.load_state_dict({**own, **take}, strict=True)
         return {"loaded": list(take), "new": [k for k in own if k not in take]}
 
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Draw this model's pictures into ``out`` after its test (called by the results writer)."""
-        return []
-
-    @classmethod
-    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: dict[str, str | None]) -> Path | None:
-        """A run-level picture across the stages of a staged run (RAM Fig. 3), drawn after the last one."""
-        return None
-
     def extra_metrics(self, feats: dict[str, Tensor], eval_set: Any) -> dict[str, float]:
         """Method-specific scalar metrics of one evaluation, reported beside the ranking metrics (logged as
         ``<stage>/<name>``, kept under ``metrics["extra"]``); ``feats`` are the gathered named features,

@@ -14,40 +14,36 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
 
 __all__ = ["CameraModule"]
 
 
 class CameraModule(ReIDModule):
-    """Backbone -> global average pooling -> BatchNorm -> linear camera classifier (cross-entropy).
+    """A camera classifier (``net``, e.g. :class:`~vreid_lightning.models.camera.CameraNet`) trained with
+    cross-entropy on the camera labels.
 
     Args:
         backbone: backbone config (``name`` and its keyword arguments).
+        net: Hydra config of the network, built with the backbone and ``num_classes=num_cameras``.
         num_cameras: camera classes; labels are the dataset's camera ids (``c001`` -> 1), used as class
             indices, so it must exceed the largest camera id.
-        num_classes, attribute_classes: given by the runner (identities and attributes: unused here).
         optimizer, scheduler, evaluation: as for every method.
     """
 
-    def __init__(self, backbone: Mapping[str, Any], num_cameras: int, num_classes: int = 2,
-                 attribute_classes: Mapping[str, int] | None = None, optimizer: Any = None,
-                 scheduler: Any = None, evaluation: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, backbone: Mapping[str, Any], net: Mapping[str, Any], num_cameras: int,
+                 optimizer: Any = None, scheduler: Any = None, evaluation: Mapping[str, Any] | None = None) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), max(int(num_cameras), 2))
         self.save_hyperparameters()
         if isinstance(num_cameras, bool) or int(num_cameras) < 2:
             raise ConfigError(f"model.num_cameras: expected an int >= 2, got {num_cameras!r}")
         self.num_cameras = int(num_cameras)
-        self.backbone = build_backbone(**dict(backbone))
-        self.bn = nn.BatchNorm1d(self.backbone.out_channels)
-        self.classifier = nn.Linear(self.backbone.out_channels, self.num_cameras)
-
-    def _pooled(self, images: Tensor) -> Tensor:
-        return F.adaptive_avg_pool2d(self.backbone(images), 1).flatten(1)
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=self.num_cameras)
 
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         cams = batch["camid"]
@@ -57,7 +53,7 @@ class CameraModule(ReIDModule):
         if bool((cams >= self.num_cameras).any()):
             raise ConfigError(f"model.num_cameras={self.num_cameras}: camera id {int(cams.max())} found; "
                               "set num_cameras above the largest camera id")
-        logits = self.classifier(self.bn(self._pooled(batch["image"])))
+        logits = self.net(batch["image"]).logits
         loss = F.cross_entropy(logits, cams)
         return loss, {"ce": loss.detach()}, logits
 
@@ -67,4 +63,4 @@ class CameraModule(ReIDModule):
 
     @torch.no_grad()
     def extract(self, images: Tensor) -> dict[str, Tensor]:
-        return {"cam": self.bn(self._pooled(images))}
+        return dict(self.net(images).features)

@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.utils import instantiate
 from torch import Tensor
 
-from vreid_lightning.errors import ConfigError
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 
 __all__ = ["GenericReIDModule"]
 
@@ -34,23 +33,19 @@ class GenericReIDModule(ReIDModule):
         loss: Hydra config of the loss.
         backbone: the backbone config (given to the network).
         num_classes: training identities (given to the network and the loss).
-        attribute_classes: attribute -> classes (given by the runner; unused by the generic training).
         accuracy_logits: the ``logits`` entry whose training accuracy is logged (None: none).
         optimizer, scheduler, evaluation: as for every method.
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
     """
 
     def __init__(self, net: Mapping[str, Any], loss: Mapping[str, Any], backbone: Mapping[str, Any],
-                 num_classes: int, attribute_classes: Mapping[str, int] | None = None,
-                 accuracy_logits: str | None = "id", optimizer: Any = None, scheduler: Any = None,
-                 evaluation: Mapping[str, Any] | None = None) -> None:
+                 num_classes: int, accuracy_logits: str | None = "id", optimizer: Any = None, scheduler: Any = None,
+                 evaluation: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
-        for key, node in (("net", net), ("loss", loss)):
-            if not isinstance(node, Mapping) or "_target_" not in node:
-                raise ConfigError(f"model.{key}: expected a mapping with a _target_ (the class to build), got {node!r}")
-        self.net = instantiate(dict(net), backbone=dict(backbone), num_classes=int(num_classes), _convert_="all")
-        self.criterion = instantiate(dict(loss), num_classes=int(num_classes), feature_dim=int(self.net.feature_dim),
-                                     _convert_="all")
+        self.net = build_part(net, "net", backbone=dict(backbone), num_classes=int(num_classes))
+        self.criterion = build_part(loss, "loss", num_classes=int(num_classes), feature_dim=int(self.net.feature_dim))
         self.accuracy_logits = accuracy_logits
 
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.losses.ram import RAMLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.ram import STAGES, RAMNet, combine_features, load_previous_stage
 
@@ -38,14 +38,16 @@ class RAMModule(ReIDModule):
         num_classes: training identities.
         attribute_classes: attribute -> classes (the Attribute branch's classifiers).
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`RAMNet`; regions, overlap, FC widths ...), built
+            with the backbone, the classes and ``stage``'s branches.
+        loss: Hydra config of the loss (``_target_``: :class:`~vreid_lightning.losses.ram.RAMLoss`; lambda weights ...).
         stage: ``baseline``, ``bn``, ``bn_r`` or ``ram``.
-        net: keyword arguments of :class:`RAMNet` (regions, overlap, FC widths ...).
-        loss: keyword arguments of :class:`RAMLoss` (lambda weights ...).
         optim: Caffe-style multipliers (``bias_lr_mult``, ``bias_decay_mult``, ``lr_mult`` {name prefix of
             ``net``'s parameters: factor}), see :func:`vreid_lightning.optim.multiplier_groups`.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: number of images in the response-map figure (0: none).
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
     """
 
     def __init__(
@@ -53,29 +55,23 @@ class RAMModule(ReIDModule):
         num_classes: int,
         attribute_classes: Mapping[str, int],
         backbone: Mapping[str, Any],
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         stage: str = "ram",
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
         optim: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 6,
+        figures: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
         if stage not in STAGE_MAIN_FEATURE:
             raise ConfigError(f"model.stage={stage!r}; expected one of {list(STAGE_MAIN_FEATURE)}")
         self.stage = stage
-        bcfg = dict(backbone)
-        self.net = RAMNet(
-            build_backbone(**bcfg),
-            num_classes=num_classes,
-            attribute_classes=dict(attribute_classes),
-            branches=RAMNet.stage_branches(stage),
-            **dict(net or {}),
-        )
-        self.criterion = RAMLoss(**dict(loss or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes,
+                              attribute_classes=dict(attribute_classes), branches=RAMNet.stage_branches(stage))
+        self.criterion = build_part(loss, "loss")
         self.optim = {"bias_lr_mult": 1.0, "bias_decay_mult": 1.0, "lr_mult": {}, **dict(optim or {})}
         unknown = sorted(set(self.optim) - {"bias_lr_mult", "bias_decay_mult", "lr_mult"})
         if unknown:
@@ -85,7 +81,6 @@ class RAMModule(ReIDModule):
             self.optim["lr_mult"] = {str(k): float(v) for k, v in (mults.items() if isinstance(mults, Mapping) else mults)}
         except (TypeError, ValueError):
             raise ConfigError(f"model.optim.lr_mult={mults!r}: expected [[parameter-name prefix, factor], ...]") from None
-        self.num_figures = figures
 
     def setup(self, stage: str) -> None:
         """Refuse, before any step, an input size whose conv map is too short for distinct regions.
@@ -148,71 +143,3 @@ class RAMModule(ReIDModule):
 
         state = read_checkpoint(ckpt_path, "init_from")["state_dict"]  # one clear error for a bad file
         return load_previous_stage(self.net, state, prefix="net.")
-
-    # ------------------------------------------------------------------ figures
-    def figure_batch(self, dm: Any) -> tuple[Tensor, Tensor]:
-        """A few query images (network input, and [0, 1] RGB for display), one per identity."""
-        from vreid_lightning.data.datamodule import ImageDataset
-        from vreid_lightning.data.transforms import build_test_transform, input_norm
-
-        from vreid_lightning.data.eval_sets import one_image_per_identity
-
-        split = dm.eval_set.split
-        pick = one_image_per_identity(dm.eval_set, self.num_figures)
-        norm = getattr(dm, "input_norm", None) or input_norm()  # the run's input (the authors': BGR 0-255)
-        ds = ImageDataset(split, build_test_transform(dm.image_size, **norm))
-        x = torch.stack([ds[int(i)]["image"] for i in pick])
-        shown = (x * torch.tensor(norm["std"]).view(1, 3, 1, 1) + torch.tensor(norm["mean"]).view(1, 3, 1, 1))
-        shown = shown / norm["pixel_range"]
-        return x, (shown.flip(1) if norm["channels"] == "bgr" else shown).clamp(0.0, 1.0)
-
-    @torch.no_grad()
-    def response_maps(self, x: Tensor) -> dict[str, Tensor]:
-        """RAM Fig. 3 maps of this model: M (Conv branch), BN(M) (BN branch), M (Region branch)."""
-        from vreid_lightning.viz.response_maps import response_map
-
-        was_training = self.training
-        self.eval()
-        x = x.to(self.device)
-        maps = {"Conv branch: M": response_map(self.net.feature_map(x)).cpu()}
-        if self.net.bn is not None:
-            maps["BN branch: BN(M)"] = response_map(self.net.bn_feature_map(x)).cpu()
-        if self.net.region is not None:
-            maps["Region branch: M"] = maps["Conv branch: M"]
-        self.train(was_training)
-        return maps
-
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Write this model's response-map figure (RAM Fig. 3 style) into ``out``."""
-        if self.num_figures <= 0:
-            return []
-        from vreid_lightning.viz.response_maps import save_response_grid
-
-        x, shown = self.figure_batch(dm)
-        maps = self.response_maps(x)
-        h = next(iter(maps.values())).shape[1]
-        bounds = self.net.region.bounds(h) if self.net.region is not None else None
-        return [save_response_grid(shown, maps, Path(out) / "response_maps.png", region_bounds=bounds)]
-
-    @classmethod
-    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: Mapping[str, str]) -> Path | None:
-        """The paper's Fig. 3 across steps: M of the baseline model (Conv branch), BN(M) of the BN
-        model (BN branch) and M of the BN+R model (Region branch), on the same images."""
-        from vreid_lightning.viz.response_maps import response_map, save_response_grid
-
-        need = {"baseline": "Conv branch (baseline): M", "bn": "BN branch (BN): BN(M)", "bn_r": "Region branch (BN+R): M"}
-        if not all(s in stage_ckpts and stage_ckpts[s] for s in need):
-            return None
-        maps: dict[str, Tensor] = {}
-        shown = bounds = None
-        for stage, title in need.items():
-            model = cls.load_from_checkpoint(stage_ckpts[stage], map_location="cpu", weights_only=False)
-            model.eval()
-            if shown is None:
-                x, shown = model.figure_batch(dm)
-            with torch.no_grad():
-                m = model.net.bn_feature_map(x) if stage == "bn" else model.net.feature_map(x)
-            maps[title] = response_map(m)
-            if stage == "bn_r":
-                bounds = model.net.region.bounds(m.shape[2])
-        return save_response_grid(shown, maps, Path(out) / "response_maps_fig3.png", region_bounds=bounds)

@@ -5,7 +5,8 @@ model-level label is a DataModule attribute (VeRi: ``type``, VehicleID: ``model`
 (-1) are ignored by ``L_model`` while still counting in ``L_vehicle``. Evaluation: ``o2``, L2-normalised, cosine distance
 (sec. 4.2); the model-level classification accuracy on the evaluation images (``model_acc``) is
 reported beside the ranking metrics. Pictures: Fig. 3 (the attention maps ``a`` of Eq. 7 over test
-images) and Fig. 4 (top-5 rank lists, false positives framed red).
+images); Fig. 4 (top-5 lists of successful and failed queries) is the results writer's rank list
+(``callbacks.results_writer.rank_list: {successes: 8, failures: 4, top: 5}`` in the RNN-HA experiments).
 
 ``objective="backbone_classifier"`` is the authors' first step, ``fine_tune.py``: the trunk alone, global
 average pooled and classified over the training identities (``load_vgg_m_1024.py``: ``vgg_m[0:15]`` ->
@@ -16,7 +17,6 @@ the trunk into the RNN-HA stages (``load_previous_stage``: tensors matched by na
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.losses.cross_entropy import cross_entropy
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
-from vreid_lightning.models.rnn_ha import RNNHANet
 
 __all__ = ["OBJECTIVES", "RNNHAModule", "eval_model_labels", "model_level_accuracy"]
 
@@ -74,13 +74,14 @@ class RNNHAModule(ReIDModule):
         num_classes: training identities (vehicle-level classes).
         attribute_classes: attribute -> classes, from the DataModule.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.rnn_ha.RNNHANet`; hierarchy,
+            attention, hidden_size ...), built with the backbone, the vehicle- and the model-level classes.
         model_level: the attribute used as the model-level label (VeRi ``type``, VehicleID ``model``).
         dataset: the dataset's name, for error messages.
-        net: keyword arguments of :class:`RNNHANet` (hierarchy, attention, hidden_size ...).
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: images in the attention-map figure (Fig. 3; 0: none).
-        rank_list: ``[successes, failures]`` queries in the top-5 rank-list figure (Fig. 4: 8 and 4).
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
         objective: ``rnn_ha`` (Eq. 5) or ``backbone_classifier`` (the authors' fine_tune.py step: the pooled
             trunk classified over the identities; the GRU, attention and classifiers get no gradient).
     """
@@ -90,14 +91,13 @@ class RNNHAModule(ReIDModule):
         num_classes: int,
         attribute_classes: Mapping[str, int],
         backbone: Mapping[str, Any],
+        net: Mapping[str, Any],
         model_level: str = "type",
         dataset: str | None = None,
-        net: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 8,
-        rank_list: tuple[int, int] | list[int] = (8, 4),
+        figures: Mapping[str, Any] | None = None,
         objective: str = "rnn_ha",
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
@@ -111,13 +111,9 @@ class RNNHAModule(ReIDModule):
                 "Add it to data.attributes or set model.model_level to one the dataset labels "
                 "(VeRi: type, VehicleID: model)."
             )
-        if len(rank_list) != 2 or min(int(v) for v in rank_list) < 0:
-            raise ConfigError(f"model.rank_list={list(rank_list)!r}; expected [successes, failures], both >= 0")
         self.model_level = model_level
-        self.net = RNNHANet(build_backbone(**dict(backbone)), num_classes=num_classes,
-                            num_model_classes=int(attribute_classes[model_level]), **dict(net or {}))
-        self.num_figures = int(figures)
-        self.rank_list_counts = (int(rank_list[0]), int(rank_list[1]))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes,
+                              num_model_classes=int(attribute_classes[model_level]))
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective={objective!r}; expected one of {list(OBJECTIVES)}")
         self.objective = objective
@@ -166,49 +162,3 @@ class RNNHAModule(ReIDModule):
         if _LOGITS not in feats or values is None or not hasattr(dm, "train_split"):
             return {}
         return model_level_accuracy(feats[_LOGITS], dm.train_split.attributes[self.model_level], values)
-
-    # ------------------------------------------------------------------ figures
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Fig. 3 (attention maps) and Fig. 4 (top-5 rank lists) of the tested model, PNGs in ``out``."""
-        paths = []
-        if self.num_figures > 0 and self.net.attention is not None and self.backbone_classifier is None:
-            paths.append(self.attention_figure(dm, Path(out) / "attention_maps.png"))
-        last = self.last_test_eval  # the tested main feature (o2, normalised) and its eval set, kept by the base
-        if sum(self.rank_list_counts) > 0 and last is not None:
-            paths.append(self.rank_list_figure(last["features"], last["eval_set"], Path(out) / "rank_list_top5.png"))
-        return paths
-
-    @torch.no_grad()
-    def attention_maps(self, x: Tensor) -> Tensor:
-        """``a`` of Eq. 7 for a batch, ``(B, h, w)``, min-max scaled per image to [0, 1] for display."""
-        was_training = self.training
-        self.eval()
-        a = self.net(x.to(self.device)).attention
-        self.train(was_training)
-        if a is None:
-            raise ValueError("attention_maps: this network has no attention module (RNN-H w/o attention)")
-        flat = a.flatten(1)
-        lo, hi = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
-        return ((a - lo) / (hi - lo).clamp(min=1e-12)).cpu()
-
-    def attention_figure(self, dm: Any, path: Path) -> Path:
-        """Fig. 3: test images (one per identity) and their attention maps."""
-        from vreid_lightning.data.datamodule import ImageDataset
-        from vreid_lightning.data.transforms import build_test_transform, denormalize
-        from vreid_lightning.viz.response_maps import save_response_grid
-
-        from vreid_lightning.data.eval_sets import one_image_per_identity
-
-        split = dm.eval_set.split
-        pick = one_image_per_identity(dm.eval_set, self.num_figures)
-        stats = {k: v for k, v in getattr(dm, "test_transform_options", {}).items() if k in ("mean", "std")}
-        ds = ImageDataset(split, build_test_transform(dm.image_size, **getattr(dm, "test_transform_options", {})))
-        x = torch.stack([ds[int(i)]["image"] for i in pick])
-        maps = {"attention a (Eq. 7)": self.attention_maps(x)}
-        return save_response_grid(denormalize(x, clamp=True, **stats), maps, path)
-
-    def rank_list_figure(self, feats: Tensor, eval_set: Any, path: Path) -> Path:
-        """Fig. 4: top-5 lists of successful then failed queries (rank-1 right / wrong), one per identity."""
-        from vreid_lightning.viz.ranklist import save_outcome_rank_list
-
-        return save_outcome_rank_list(feats, eval_set, self.eval_cfg["metric"], *self.rank_list_counts, path)

@@ -18,13 +18,12 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.ensemble import concat_features
-from vreid_lightning.losses.scan import SCANLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
 from vreid_lightning.models.light_vgg import LightVGGNet
 
@@ -41,34 +40,34 @@ class SCANModule(ReIDModule):
     Args:
         num_classes: training identities.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
-        net: keyword arguments of :class:`~vreid_lightning.models.light_vgg.LightVGGNet`.
-        loss: keyword arguments of :class:`~vreid_lightning.losses.scan.SCANLoss`.
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.light_vgg.LightVGGNet`),
+            built with the backbone and the classes.
+        loss: Hydra config of the loss (``_target_``: :class:`~vreid_lightning.losses.scan.SCANLoss`).
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: images in the Fig. 5 picture of the spatial attention maps (0: none).
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
         partner: checkpoint of a trained SCANModule whose feature joins this one's (Table 3's SCAN*).
         previous_stage: in a staged run, what the previous stage's checkpoint is for: ``"partner"``
             (the SCAN* ensemble) or ``"init"`` (start from its weights where names and shapes match).
         attention_lr_mult: learning-rate factor of the SCAN module's parameters relative to the rest
             (paper unstated: 1, one rate). The SAB is four single-channel layers (22 parameters at 3x3
             kernels); at 10 its ReLU chain dies on the synthetic world (experiments/scan/README.md).
-        attribute_classes: passed by the runner to every method; SCAN uses no attributes.
     """
 
     def __init__(
         self,
         num_classes: int,
         backbone: Mapping[str, Any],
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 8,
+        figures: Mapping[str, Any] | None = None,
         partner: str | None = None,
         previous_stage: str = "partner",
         attention_lr_mult: float = 1.0,
-        attribute_classes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
@@ -77,9 +76,8 @@ class SCANModule(ReIDModule):
         if not float(attention_lr_mult) > 0.0:
             raise ConfigError(f"model.attention_lr_mult={attention_lr_mult}: expected a factor > 0")
         self.attention_lr_mult = float(attention_lr_mult)
-        self.net = LightVGGNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
-        self.criterion = SCANLoss(**dict(loss or {}))
-        self.num_figures = int(figures)
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes)
+        self.criterion = build_part(loss, "loss")
         self.previous_stage = previous_stage
         self._partner: list[LightVGGNet] = []  # a list: the partner is neither trained nor saved with this model
         if partner:
@@ -186,46 +184,3 @@ class SCANModule(ReIDModule):
         if sampler is not None and sampler != "pk" and self.criterion.triplet_weight > 0:
             log.warning("data.sampler=%s: the batch-hard triplet loss finds few positives without P x K "
                         "batches (data.sampler=pk)", sampler)
-
-    # ------------------------------------------------------------------ figures
-    @torch.no_grad()
-    def spatial_maps(self, x: Tensor) -> Tensor:
-        """SAB weights ``(B, h, w)`` of images ``x`` (network input), in eval mode."""
-        if self.net.attention is None or self.net.attention.spatial is None:
-            raise ValueError("spatial_maps: this model has no spatial attention branch")
-        was_training = self.training
-        self.eval()
-        try:
-            return self.net(x.to(self.device)).spatial[:, 0].cpu()
-        finally:
-            self.train(was_training)
-
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """SCAN Fig. 5: odd rows the query images, even rows their spatial attention weights."""
-        if self.num_figures <= 0 or self.net.attention is None or self.net.attention.spatial is None:
-            return []
-        from vreid_lightning.viz.response_maps import save_response_grid
-
-        x, shown = _figure_batch(dm, self.num_figures)
-        maps = self.spatial_maps(x)
-        lo, hi = float(maps.min()), float(maps.max())
-        flat = maps.flatten(1)
-        scaled = (maps - flat.min(1).values[:, None, None]) / (flat.max(1).values - flat.min(1).values).clamp(
-            min=1e-12)[:, None, None]
-        title = f"spatial attention (SAB weights {lo:.3f}-{hi:.3f}, min-max per image)"
-        return [save_response_grid(shown, {title: scaled}, Path(out) / "spatial_attention_fig5.png",
-                                   layout="interleaved")]
-
-
-def _figure_batch(dm: Any, n: int) -> tuple[Tensor, Tensor]:
-    """``n`` query images of distinct identities: network input and [0, 1] RGB for display."""
-    from vreid_lightning.data.datamodule import ImageDataset
-    from vreid_lightning.data.transforms import build_test_transform, denormalize
-
-    from vreid_lightning.data.eval_sets import one_image_per_identity
-
-    split = dm.eval_set.split
-    pick = one_image_per_identity(dm.eval_set, n)
-    ds = ImageDataset(split, build_test_transform(dm.image_size))
-    x = torch.stack([ds[int(i)]["image"] for i in pick])
-    return x, denormalize(x, clamp=True)

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
-from vreid_lightning.losses.cross_entropy import CrossEntropyLoss
 from vreid_lightning.methods.base import ReIDModule
+from vreid_lightning.methods.parts import build_part
 from vreid_lightning.models.backbones import build_backbone
-from vreid_lightning.models.vehiclenet import FEATURE, VehicleNet
+from vreid_lightning.models.vehiclenet import FEATURE
 
 __all__ = ["VehicleNetModule", "CLASSIFIER_PREFIX"]
 
@@ -38,11 +38,12 @@ class VehicleNetModule(ReIDModule):
 
     Args:
         num_classes: training classes of this stage (merged sources in stage I, the target's in II).
-        attribute_classes: unused (VehicleNet trains on identities only); accepted from the runner.
         backbone: backbone config (``name``, ``pretrained``, ``weights`` and backbone kwargs).
+        net: Hydra config of the network (``_target_``: :class:`~vreid_lightning.models.vehiclenet.VehicleNet`;
+            ``embed_dim``, ``dropout``), built with the backbone and the classes.
+        loss: Hydra config of the loss (``_target_``:
+            :class:`~vreid_lightning.losses.cross_entropy.CrossEntropyLoss`; ``label_smoothing``).
         stage: the stage name (informative; set by the staged runner).
-        net: keyword arguments of :class:`VehicleNet` (``embed_dim``, ``dropout``).
-        loss: keyword arguments of :class:`CrossEntropyLoss` (``label_smoothing``).
         backbone_lr_mult: learning-rate factor of the backbone relative to the new layers
             (authors' code: 0.1).
         loss_warmup_epochs: the authors' warm-up (train_2020.py:256-258,350-352): over the first this many
@@ -50,8 +51,8 @@ class VehicleNetModule(ReIDModule):
             per iteration (the loss, not the learning rate: weight decay is not warmed up). 0: none.
         optimizer, scheduler: Hydra partial configs.
         evaluation: evaluation options (see :data:`vreid_lightning.methods.base.DEFAULT_EVAL`).
-        figures: identities in the activation-heatmap figure (Fig. 7; 0: no figures).
-        figure_images: images per identity in that figure.
+        figures: the config of the method's pictures (``model.figures``; null: none), kept with the
+            hyper-parameters for the callbacks that draw them.
     """
 
     test_refit_prefixes = (CLASSIFIER_PREFIX,)  # fc2 of another class count, taken over for testing (on_load_checkpoint)
@@ -60,31 +61,27 @@ class VehicleNetModule(ReIDModule):
         self,
         num_classes: int,
         backbone: Mapping[str, Any],
-        attribute_classes: Mapping[str, int] | None = None,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
         stage: str | None = None,
-        net: Mapping[str, Any] | None = None,
-        loss: Mapping[str, Any] | None = None,
         backbone_lr_mult: float = 0.1,
         loss_warmup_epochs: int = 0,
         optimizer: Any = None,
         scheduler: Any = None,
         evaluation: Mapping[str, Any] | None = None,
-        figures: int = 3,
-        figure_images: int = 4,
+        figures: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, dict(evaluation or {}), num_classes)
         self.save_hyperparameters()
         if not 0.0 <= float(backbone_lr_mult):
             raise ConfigError(f"model.backbone_lr_mult={backbone_lr_mult}: expected >= 0")
         self.stage = stage
-        self.net = VehicleNet(build_backbone(**dict(backbone)), num_classes=num_classes, **dict(net or {}))
-        self.criterion = CrossEntropyLoss(**dict(loss or {}))
+        self.net = build_part(net, "net", backbone=build_backbone(**dict(backbone)), num_classes=num_classes)
+        self.criterion = build_part(loss, "loss")
         self.backbone_lr_mult = float(backbone_lr_mult)
         if int(loss_warmup_epochs) < 0:
             raise ConfigError(f"model.loss_warmup_epochs={loss_warmup_epochs}: expected >= 0")
         self.loss_warmup_epochs = int(loss_warmup_epochs)
-        self.num_figures = int(figures)
-        self.figure_images = int(figure_images)
 
     # ------------------------------------------------------------------ ReIDModule API
     def training_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -177,22 +174,3 @@ class VehicleNetModule(ReIDModule):
             raise ConfigError(f"init_from: {path} does not fit this network (backbone or embed_dim differ): {wrong[:5]}")
         self.load_state_dict(carried, strict=False)
         return {"loaded": sorted(carried), "new": sorted(k for k in own if k.startswith(CLASSIFIER_PREFIX))}
-
-    # ------------------------------------------------------------------ figures
-    def make_figures(self, dm: Any, out: Path, best_ckpt: str | None) -> list[Path]:
-        """Fig. 7 (activation heatmaps before pooling) and Fig. 6 (top-5 rank lists by viewpoint)."""
-        if self.num_figures <= 0:
-            return []
-        from vreid_lightning.viz.vehiclenet import save_activation_figure, save_viewpoint_rank_lists
-
-        paths = [save_activation_figure(self, dm, Path(out) / "activation_heatmaps.png",
-                                        identities=self.num_figures, per_identity=self.figure_images)]
-        ranks = save_viewpoint_rank_lists(self, dm, Path(out) / "rank_list_viewpoints.png")
-        return paths + ([ranks] if ranks is not None else [])
-
-    @classmethod
-    def staged_figure(cls, dm: Any, out: Path, stage_ckpts: dict[str, str | None]) -> Path | None:
-        """Fig. 8: the training losses of the stages (from the CSV logs; None without them)."""
-        from vreid_lightning.viz.vehiclenet import save_stage_losses
-
-        return save_stage_losses(out, list(stage_ckpts), Path(out) / "training_losses.png")

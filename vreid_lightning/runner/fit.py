@@ -11,20 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vreid_lightning.callbacks.checkpoint import BestCheckpoint, LastCheckpoint, has_held_out_split, read_checkpoint
 from vreid_lightning.callbacks.results import TEST_RESULTS, ResultsWriter
+from vreid_lightning.errors import ConfigError
 from vreid_lightning.evaluation.protocols import as_float_dict
 from vreid_lightning.runner.ckpt_match import check_checkpoint_matches
 from vreid_lightning.runner.instantiate import instantiate_callbacks, instantiate_loggers
 
-__all__ = ["make_trainer", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
+__all__ = ["make_trainer", "fill_data_info", "build_model", "fit_and_test", "SELECT_LAST", "SELECT_BEST", "SELECT_GIVEN"]
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +54,41 @@ def make_trainer(cfg: DictConfig, out: Path, stage: str | None, overrides: dict[
     return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, default_root_dir=str(stage_dir(out, stage)))
 
 
-def build_model(cfg: DictConfig, dm: Any) -> L.LightningModule:
-    """Instantiate ``cfg.model`` with the data-dependent arguments every method takes (training identities and
-    attribute classes) and the config groups it is built from (backbone, optimizer, scheduler).
+def fill_data_info(cfg: DictConfig, dm: Any) -> None:
+    """Fill each key the config's ``data_info`` node declares with the DataModule's attribute of that name.
 
-    Nothing else is passed: a staged method's per-stage settings (RAM's ``stage``) are in each stage's
-    ``model`` override.
+    Model configs read the values the data decides from there (``num_classes: ${data_info.num_classes}``).
+    ``config_resolved.yaml`` is written before the data is set up, with these values still null.
     """
-    extra: dict[str, Any] = {
-        "num_classes": dm.num_classes,
-        "attribute_classes": dict(dm.attribute_classes),
-        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
-        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
-        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True) or None,
-    }
+    info = cfg.get("data_info")
+    if not info:
+        return
+    with open_dict(cfg):
+        for key in list(info):
+            if not hasattr(dm, key):
+                raise ConfigError(f"data_info.{key}: the DataModule ({type(dm).__name__}) has no attribute {key!r} "
+                                  f"to fill it from")
+            cfg.data_info[key] = _plain(getattr(dm, key))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value  # numpy / torch scalars
+
+
+def build_model(cfg: DictConfig, dm: Any) -> L.LightningModule:
+    """Instantiate ``cfg.model`` as the config declares it, once ``data_info`` is filled from ``dm``.
+
+    The runner passes no argument of its own: a model config names what its module takes, from the config
+    groups (``backbone: ${backbone}``, ``optimizer: ${optimizer}``) or the data (``${data_info.num_classes}``);
+    a staged method's per-stage settings (RAM's ``stage``) are in each stage's ``model`` override.
+    """
+    fill_data_info(cfg, dm)
     # plain containers (not DictConfig) in hparams, so checkpoints load with weights_only=True
-    return instantiate(cfg.model, **extra, _recursive_=False, _convert_="all")
+    return instantiate(cfg.model, _recursive_=False, _convert_="all")
 
 
 def _selected(trainer: L.Trainer, train: bool, ckpt_path: str | None, sdir: Path) -> tuple[str | None, str]:

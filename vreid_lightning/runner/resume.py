@@ -65,6 +65,10 @@ def prepare_resume(cfg: DictConfig) -> Path:
         raise ConfigError(f"resume: {saved} is not readable YAML ({e})") from None
     new = _flatten(OmegaConf.to_container(cfg, resolve=True))
     diff = sorted(k for k in set(old) | set(new) if not _free(k) and old.get(k, "<absent>") != new.get(k, "<absent>"))
+    if "model.net._target_" in diff and "model.net._target_" not in old:
+        raise ConfigError(f"resume: {saved} is of a run made before model configs named their classes (no "
+                          f"model.net._target_; its checkpoints hold the old hyper-parameters): it cannot be "
+                          f"continued by this version; start the run afresh")
     if diff:
         shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in diff[:6])
         raise ConfigError(f"resume: the config differs from {saved} at {shown}{' ...' if len(diff) > 6 else ''}; "

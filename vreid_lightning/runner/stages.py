@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.fit import build_model, fit_and_test, stage_dir
 from vreid_lightning.runner.resume import STAGE_RESULTS, finished_stage, last_checkpoint
 from vreid_lightning.runner.results import summary, test_extras
+from vreid_lightning.viz.figures import Figures, build_figures
 
 __all__ = ["STAGE_KEYS", "stage_config", "selected_stages", "run_stages", "setup_datamodule", "data_summary"]
 
@@ -170,11 +172,13 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
                 log.info("stage %s: continues from %s", name, ckpt)
             ckpt = ckpt or (cfg.get("ckpt_path") if i == 0 else None)
             figure = None
-            if i == len(selected) - 1:
-                def figure(best: str | None, cls: Any = type(model), done_ckpts: dict = dict(stage_ckpts),
-                           name: str = name) -> list[Path]:
-                    fig = cls.staged_figure(dm, out, {**done_ckpts, name: best})
-                    return [fig] if fig is not None else []
+            drawn = build_figures(model.hparams.get("figures")) if i == len(selected) - 1 else None
+            if drawn is not None:  # the method's run-level picture (model.figures: RAM's Fig. 3 across the steps)
+                load = partial(type(model).load_from_checkpoint, map_location="cpu", weights_only=False)
+
+                def figure(best: str | None, drawn: Figures = drawn, load: Any = load,
+                           done_ckpts: dict = dict(stage_ckpts), name: str = name) -> list[Path]:
+                    return drawn.across_stages(dm, out, {**done_ckpts, name: best}, load)
             res, record = fit_and_test(cfg_s, dm, model, out, name, ckpt, figure)
             if not record.get("path"):
                 record["path"] = _save_weights(model, sdir / "final.ckpt")
@@ -203,3 +207,4 @@ def run_stages(cfg: DictConfig, dm: Any, out: Path, resuming: bool = False) -> d
         "stage_checkpoints": stage_tested,
         "best_checkpoint": prev_ckpt,
     }
+

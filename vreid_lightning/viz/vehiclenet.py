@@ -5,11 +5,12 @@ few images of the same identity per row, overlaid on the images. Fig. 6: top-5 r
 seen from four viewpoints (front, overhead, rear, side); viewpoints are known for synthetic worlds
 (:func:`vreid_lightning.data.synthetic.synthetic_viewpoints`), otherwise the first queries of distinct
 identities are shown and labelled "viewpoint unknown". Fig. 8: the training loss of each stage, read
-from the run's CSV logs.
+from the run's CSV logs. :class:`VehicleNetFigures` draws them (named by ``conf/model/vehiclenet.yaml``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["save_activation_figure", "save_viewpoint_rank_lists", "pick_identity_images", "pick_viewpoint_queries",
-           "save_stage_losses", "read_losses", "FIG6_VIEWPOINTS"]
+from vreid_lightning.viz.figures import Figures, check_count, eval_images
+
+__all__ = ["VehicleNetFigures", "save_activation_figure", "save_viewpoint_rank_lists", "pick_identity_images",
+           "pick_viewpoint_queries", "save_stage_losses", "read_losses", "FIG6_VIEWPOINTS"]
 
 FIG6_VIEWPOINTS = ("front", "overhead", "rear", "side")  # Fig. 6, in the paper's order
 
@@ -40,14 +43,6 @@ def pick_identity_images(pids: np.ndarray, camids: np.ndarray, identities: int, 
     return out
 
 
-def _images(split: Any, rows: np.ndarray, image_size: tuple[int, int]) -> Tensor:
-    from vreid_lightning.data.datamodule import ImageDataset
-    from vreid_lightning.data.transforms import build_test_transform
-
-    ds = ImageDataset(split, build_test_transform(image_size))
-    return torch.stack([ds[int(i)]["image"] for i in rows])
-
-
 @torch.no_grad()
 def save_activation_figure(model: Any, dm: Any, path: str | Path, identities: int = 3,
                            per_identity: int = 4) -> Path:
@@ -55,7 +50,6 @@ def save_activation_figure(model: Any, dm: Any, path: str | Path, identities: in
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from vreid_lightning.data.transforms import denormalize
     from vreid_lightning.viz.response_maps import response_map
 
     es = dm.eval_set
@@ -64,14 +58,13 @@ def save_activation_figure(model: Any, dm: Any, path: str | Path, identities: in
     groups = pick_identity_images(split.pids, split.camids, identities, per_identity, candidates)
     if not groups:
         raise ValueError(f"no identity has {per_identity} evaluation images for the activation figure")
+    x, shown = eval_images(dm, np.concatenate(groups))
     was_training = model.training
     model.eval()
     try:
-        x = _images(split, np.concatenate(groups), dm.image_size).to(model.device)
-        maps = response_map(model.net(x).feature_map).cpu()
+        maps = response_map(model.net(x.to(model.device)).feature_map).cpu()
     finally:
         model.train(was_training)
-    shown = denormalize(x.cpu(), clamp=True)
     heat = torch.nn.functional.interpolate(maps[:, None], size=shown.shape[2:], mode="bilinear",
                                            align_corners=False)[:, 0].clamp(0, 1).numpy()
     pics = shown.permute(0, 2, 3, 1).numpy()
@@ -130,10 +123,11 @@ def save_viewpoint_rank_lists(model: Any, dm: Any, path: str | Path, k: int = 5)
     """Fig. 6: top-``k`` retrieval (true matches green, false red) for front/overhead/rear/side queries."""
     from vreid_lightning.data.synthetic import synthetic_viewpoints, viewpoint_name
     from vreid_lightning.evaluation.distance import compute_distance
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
     from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
 
     es = dm.eval_set
-    if es.protocol != "image":
+    if not get_protocol(es).fixed_query_gallery:  # one query/gallery split to rank against
         return None
     split, q_rows, g_rows = es.split, es.groups["query"], es.groups["gallery"]
     gallery = split.subset(g_rows)
@@ -212,3 +206,23 @@ def save_stage_losses(run_dir: str | Path, stages: list[str], path: str | Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+class VehicleNetFigures(Figures):
+    """After each test Fig. 7 (``activation_heatmaps.png``: ``identities`` rows of ``per_identity`` images) and
+    Fig. 6 (``rank_list_viewpoints.png``, image protocol only); after a staged run Fig. 8 (``training_losses.png``)."""
+
+    def __init__(self, identities: int = 3, per_identity: int = 4) -> None:
+        self.identities = check_count(identities, "identities")
+        self.per_identity = check_count(per_identity, "per_identity")
+
+    def after_test(self, module: Any, dm: Any, out: Path) -> list[Path]:
+        paths = [save_activation_figure(module, dm, Path(out) / "activation_heatmaps.png",
+                                        identities=self.identities, per_identity=self.per_identity)]
+        ranks = save_viewpoint_rank_lists(module, dm, Path(out) / "rank_list_viewpoints.png")
+        return paths + ([ranks] if ranks is not None else [])
+
+    def across_stages(self, dm: Any, out: Path, stage_ckpts: Mapping[str, str | None],
+                      load: Callable[[str], Any]) -> list[Path]:
+        fig = save_stage_losses(out, list(stage_ckpts), Path(out) / "training_losses.png")
+        return [fig] if fig is not None else []
