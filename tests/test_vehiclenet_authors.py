@@ -152,7 +152,7 @@ def test_command_line_bad_input_is_one_error_naming_the_file(tmp_path: Path, cap
     truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     assert VC.main("vehiclenet-resnet50", [str(truncated), str(tmp_path / "o.ckpt"), "--opts", str(opts)]) == 2
     err = capsys.readouterr().err
-    assert f"{truncated}: not a readable torch.save state dict" in err and "Traceback" not in err
+    assert f"{truncated}: not a readable torch checkpoint" in err and "Traceback" not in err
     assert VC.main("vehiclenet-densenet121", [str(src), str(tmp_path / "o.ckpt"), "--stride", "2",
                                               "--inputsize", "256"]) == 2
     assert f"{src}: not a vehiclenet-densenet121 checkpoint" in capsys.readouterr().err

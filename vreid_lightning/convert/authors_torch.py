@@ -18,12 +18,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vreid_lightning.errors import ConfigError
+
 __all__ = ["AuthorsCheckpointError", "read_state_dict", "strip_module_prefix", "remap_strict",
            "write_suite_checkpoint"]
 
 
-class AuthorsCheckpointError(ValueError):
-    """An authors' checkpoint that cannot be imported; the message names the file and what is wrong."""
+class AuthorsCheckpointError(ConfigError):
+    """An authors' checkpoint that cannot be imported; the message names the file and what is wrong.
+
+    A :class:`ConfigError` (bad input), so every importer's command line reports it as one line."""
 
 
 def _listed(keys: Iterable[str], limit: int = 8) -> str:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vreid_lightning.convert.authors_torch import read_state_dict
 from vreid_lightning.errors import ConfigError
 
 __all__ = ["main", "BACKBONE", "UNUSED", "read_opts", "convert_state_dict", "authors_key", "authors_test_size"]
@@ -91,22 +90,6 @@ def read_opts(path: str | os.PathLike[str], fmt: str) -> dict[str, Any]:
         if opts.get(k) is not None:
             out[k] = int(opts[k])
     return out
-
-
-def _load(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file (expected the authors' net_last.pth)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
-            ImportError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
-        reason = " ".join(str(e).split())[:160]
-        raise ConfigError(f"{path}: not a readable torch.save state dict (truncated or another file type: "
-                          f"{type(e).__name__}: {reason})") from None
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(f"{path}: expected a state dict (name -> tensor) as utils.py:43 saves it, "
-                          f"got {type(obj).__name__}")
-    return dict(obj)
 
 
 def authors_key(fmt: str, key: str) -> str | None:
@@ -178,7 +161,7 @@ def convert(fmt: str, src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     from vreid_lightning.methods.vehiclenet import VehicleNetModule
 
     path = Path(src)
-    state = _load(path)
+    state = read_state_dict(path)  # the importers' one strict reader (authors_torch.py)
     num_classes = _classes(fmt, state, str(path))
     backbone = {**BACKBONE[fmt], "pretrained": False, "weights": None, "last_stride": int(opts["stride"])}
     net = {"_target_": "vreid_lightning.models.vehiclenet.VehicleNet",  # conf/model/vehiclenet.yaml's classes
