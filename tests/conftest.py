@@ -16,52 +16,19 @@ CONF = REPO / "conf"
 # Small and fast: the whole suite runs on 2 CPU cores.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-# Overrides that shrink any experiment to a seconds-long CPU run on the tiny synthetic world.
+# The tiny synthetic world +debug=tiny generates (conf/debug/tiny.yaml, VeRi layout; test_experiments checks they agree)
 TINY_WORLD = {"layout": "veri", "ids": 12, "seed": 0, "image_size": 64, "images_per_id": 16}
-# the tiny world itself (shared by every method's own small overrides)
+# the tiny world alone, as overrides (for tests that size everything else themselves)
 TINY_WORLD_OVERRIDES = [
     "data=synthetic",
     f"data.synthetic.ids={TINY_WORLD['ids']}",
     f"data.synthetic.image_size={TINY_WORLD['image_size']}",
     f"data.synthetic.images_per_id={TINY_WORLD['images_per_id']}",
 ]
-TINY = [
-    *TINY_WORLD_OVERRIDES,
-    "data.image_size=[96,96]",
-    "data.batch_size=8",
-    "data.num_instances=2",
-    "data.eval_batch_size=32",
-    "data.num_workers=0",
-    "backbone.width_mult=0.125",
-    "model.net.region_fc_dims=[32]",
-    "model.net.attr_dim=32",
-    "trainer.enable_progress_bar=false",
-    "model.figures.images=2",
-]
-
-
-_ABSENT = object()
-
-
-def tiny_for(experiment: str, extra: list[str] | None = None) -> list[str]:
-    """``TINY`` for one experiment: only the shrinking keys its composed config has.
-
-    The suite refuses keys that have no effect (a RAM-only ``model.net.region_fc_dims`` on SCAN, a
-    ``backbone.width_mult`` on ResNet-50), so each experiment gets the subset of ``TINY`` that exists in
-    its own config, found from the config itself rather than from the experiment's name.
-    """
-    from omegaconf import OmegaConf
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        cfg = compose([f"+experiment={experiment}", *(extra or [])], Path(d))
-    keep = []
-    for o in TINY:
-        key = o.split("=", 1)[0]
-        if "." not in key or OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
-            keep.append(o)
-    return keep
+# Any experiment at a seconds-long CPU size: conf/debug/tiny.yaml plus the experiment's own tiny: section.
+# Goes after +experiment=NAME (the runner refuses the other order).
+TINY = ["+debug=tiny"]
+FIGURES = "callbacks.results_writer.figures=true"  # +debug=tiny draws no method figures; a figure test turns them on
 
 
 @pytest.fixture(scope="session")

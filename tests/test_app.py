@@ -1,5 +1,5 @@
-"""The Hydra app end to end: config composition, every experiment's fast_dev_run, user errors,
-multirun, wandb offline, seeded repeatability, resuming, and DDP evaluation equality."""
+"""The Hydra app end to end: user errors, multirun, wandb offline, seeded repeatability, resuming, and DDP
+evaluation equality. Every experiment's own run is tests/test_experiments.py (parametrised over the config tree)."""
 
 from __future__ import annotations
 
@@ -7,101 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra.utils import get_class
-from omegaconf import OmegaConf
 
-from tests.conftest import CONF, TINY, compose, run_cli, tiny_for
-
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-
-
-def test_experiments_exist():
-    assert {"baseline_synthetic", "ram_synthetic", "ram_veri", "ram_vehicleid"} <= set(EXPERIMENTS)
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_compose_every_experiment(name: str, tmp_path: Path, cache_dir: Path):
-    cfg = compose([f"+experiment={name}"], tmp_path)
-    assert cfg.experiment_name == name
-    # every _target_ resolves to a class, and the whole config resolves
-    for node in (cfg.data, cfg.model, cfg.trainer):
-        assert get_class(node._target_) is not None
-    OmegaConf.to_container(cfg.model, resolve=True)
-    if name.startswith("ram_"):
-        assert list(cfg.stages) == ram_stages(name)
-
-
-def ram_stages(name: str) -> list[str]:
-    """RAM's steps; the authors' variants run each step as their train net then their finetune net (train_veri.sh)."""
-    steps = ["baseline", "bn", "bn_r", "ram"]
-    return [s for step in steps for s in (step, f"{step}_finetune")] if name.endswith("_authors") else steps
-
-
-# Method families whose own end-to-end test file runs every one of their experiments' fast_dev_run
-# (with their own small sizes): this file runs the rest, and the test below keeps the two lists complete.
-COVERED_ELSEWHERE = {"scan_": "test_scan_app.py", "rnn_ha_": "test_rnn_ha_app.py",
-                     "vehiclenet_": "test_vehiclenet.py"}
-CORE_EXPERIMENTS = [n for n in EXPERIMENTS if not any(n.startswith(p) for p in COVERED_ELSEWHERE)]
-
-
-def test_every_experiment_has_a_fast_dev_run_test():
-    tests_dir = Path(__file__).parent
-    for name in EXPERIMENTS:
-        owner = next((f for p, f in COVERED_ELSEWHERE.items() if name.startswith(p)), None)
-        if owner is None:  # run by test_fast_dev_run_every_experiment below
-            continue
-        text = (tests_dir / owner).read_text()
-        prefix = next(p for p in COVERED_ELSEWHERE if name.startswith(p))
-        assert "fast_dev_run" in text and (f'"{name}"' in text or f'glob("{prefix}*.yaml")' in text), \
-            f"{owner} does not run {name}'s fast_dev_run (list it there or drop it from COVERED_ELSEWHERE)"
-
-
-def _fast_dev_overrides(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
-                        veriwild_world: Path | None = None) -> list[str]:
-    """The experiment at its tiny sizes: a synthetic experiment on the tiny world, a real-data experiment on the
-    tiny world of its dataset's layout; no library weights (found from the composed config, not the name)."""
-    cfg = compose([f"+experiment={name}"], tmp_path)
-    over = [f"+experiment={name}", "trainer.fast_dev_run=true", "trainer=cpu"]
-    if cfg.data.get("synthetic") is not None and cfg.data.dataset != "vehicleid":
-        over += tiny_for(name)  # the tiny world, in the experiment's own layout
-    else:  # a real layout (or VehicleID's): the tiny world of that layout as its root
-        over += [o for o in tiny_for(name) if not o.startswith("data")]
-        over += ["data.image_size=[96,96]", "data.batch_size=8", "data.num_workers=0", "data.eval_batch_size=32"]
-        if cfg.data.dataset == "vehicleid":
-            from vreid_lightning.data.datasets import load_dataset
-
-            sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
-            over += [f"data.root={vehicleid_world}", "data.synthetic=null", f"data.test_sizes=[{','.join(sizes)}]",
-                     "data.protocol_options.repeats=2"]
-        elif cfg.data.dataset == "veriwild":
-            over += [f"data.root={veriwild_world}", "data.dataset_options.test_size=3000"]
-        else:
-            over += [f"data.root={veri_world}"]
-    if cfg.backbone.get("pretrained"):
-        over.append("backbone.pretrained=false")
-    return over
-
-
-@pytest.mark.parametrize("name", CORE_EXPERIMENTS)
-def test_fast_dev_run_every_experiment(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path,
-                                      veriwild_world: Path):
-    from vreid_lightning.evaluation.protocol_registry import get_protocol
-    from vreid_lightning.run import run
-
-    cfg = compose(_fast_dev_overrides(name, tmp_path, veri_world, vehicleid_world, veriwild_world), tmp_path)
-    stages = list(cfg.stages or [])
-    results = run(cfg)
-    assert "no held-out validation split" in results["model_selection"]
-    assert list(results.get("stages", {})) == stages
-    assert results["main_feature"] in results["features"]
-    # a test cut short by fast_dev_run is reported as partial_test, never as test (runner.results)
-    tested = results["partial_test"] if "partial" in results else results["test"]
-    assert "test" not in results or "partial" not in results
-    assert tested == results["features"][results["main_feature"]]  # the main feature is what is reported
-    protocol = get_protocol("vehicleid" if cfg.data.dataset == "vehicleid" else "image")
-    # the rank-list picture of every tested model under a protocol with a fixed query/gallery split
-    assert len(list(tmp_path.rglob("rank_list.png"))) == (max(len(stages), 1) if protocol.fixed_query_gallery else 0)
-    assert ("mAP_std" in tested) == (not protocol.fixed_query_gallery)
+from tests.conftest import TINY, compose, run_cli
 
 
 def test_unknown_experiment_is_one_clear_line(tmp_path: Path):
@@ -127,8 +34,8 @@ def test_wrong_dataset_root_names_the_path(tmp_path: Path):
 
 
 def _short_train(seed: int, extra: list[str] = ()) -> list[str]:
-    return ["+experiment=baseline_synthetic", *TINY, f"seed={seed}", "trainer.max_epochs=1",
-            "trainer.limit_train_batches=3", "trainer.check_val_every_n_epoch=1", *extra]
+    return ["+experiment=baseline_synthetic", *TINY, f"seed={seed}", "trainer.max_epochs=1", "trainer.max_steps=-1",
+            "trainer.limit_train_batches=3", "trainer.check_val_every_n_epoch=1", "logger=csv", *extra]
 
 
 def test_same_seed_same_metrics(tmp_path: Path, veri_world: Path):

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, compose, tiny_for
+from tests.conftest import CONF, TINY, compose
 from vreid_lightning.errors import ConfigError
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -45,7 +45,7 @@ def test_every_model_config_names_its_classes_and_declares_its_module_arguments(
 def test_build_model_fills_data_info_and_passes_nothing_else(tmp_path: Path):
     from vreid_lightning.runner.fit import build_model
 
-    cfg = compose(["+experiment=ram_synthetic", *tiny_for("ram_synthetic")], tmp_path)
+    cfg = compose(["+experiment=ram_synthetic", *TINY], tmp_path)
     assert cfg.data_info.num_classes is None  # what config_resolved.yaml shows: written before the data setup
     model = build_model(cfg, DATA)
     assert cfg.data_info.num_classes == 6 and model.hparams["num_classes"] == 6
@@ -62,7 +62,7 @@ def test_the_network_from_its_target_is_the_network_built_directly(experiment: s
     from vreid_lightning.models.backbones import build_backbone
     from vreid_lightning.runner.fit import build_model
 
-    cfg = compose([f"+experiment={experiment}", *tiny_for(experiment)], tmp_path)
+    cfg = compose([f"+experiment={experiment}", *TINY], tmp_path)
     torch.manual_seed(0)
     module = build_model(cfg, DATA)
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
@@ -93,7 +93,7 @@ def test_resume_of_a_run_directory_of_the_old_shape_is_one_clear_error(tmp_path:
 
     from vreid_lightning.run import run
 
-    over = ["+experiment=baseline_synthetic", *tiny_for("baseline_synthetic")]
+    over = ["+experiment=baseline_synthetic", *TINY]
     old = OmegaConf.to_container(compose(over, tmp_path / "old"), resolve=True)
     del old["model"]["net"]["_target_"], old["data_info"]
     (tmp_path / "old").mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def test_hyper_parameters_are_plain_containers(experiment: str, tmp_path: Path):
     from vreid_lightning.runner.fit import build_model
     from vreid_lightning.runner.stages import stage_config
 
-    cfg = compose([f"+experiment={experiment}", *tiny_for(experiment)], tmp_path)
+    cfg = compose([f"+experiment={experiment}", *TINY], tmp_path)
     if cfg.get("stages"):
         cfg = stage_config(cfg, list(cfg.stages)[-1])
     model = build_model(cfg, SimpleNamespace(num_classes=6, attribute_classes={"colour": 5, "type": 4}))

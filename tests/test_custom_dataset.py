@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import compose, tiny_for
+from tests.conftest import TINY, compose
 from vreid_lightning.data.datasets import DatasetFormatError, load_dataset
 
 IDS = 12
@@ -138,8 +138,7 @@ def test_train_and_test_end_to_end(layout: str, custom_world: Path, tmp_path: Pa
     from vreid_lightning.run import run
 
     root = custom_world if layout == "csv" else custom_world / "images"
-    over = [o for o in tiny_for("baseline_synthetic") if not o.startswith("data.synthetic") and o != "data=synthetic"]
-    results = run(compose(["+experiment=baseline_synthetic", *over, "data=custom", f"data.root={root}",
+    results = run(compose(["+experiment=baseline_synthetic", *TINY, "data=custom", f"data.root={root}", "data.synthetic=null",
                            "trainer.max_epochs=1", "logger=none"], tmp_path))
     ds = load_dataset("custom", root)
     assert results["data"]["train_images"] == len(ds.train)
@@ -148,7 +147,6 @@ def test_train_and_test_end_to_end(layout: str, custom_world: Path, tmp_path: Pa
     feats = np.load(tmp_path / "features.npz")
     assert feats["query_feats"].shape[0] == len(ds.query) and feats["gallery_feats"].shape[0] == len(ds.gallery)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert 0.0 <= saved["test"]["mAP"] <= 1.0
     assert saved["provenance"]["dataset"]["diagnostics"]["layout"] == layout  # the dataset identity
 
 
@@ -163,15 +161,11 @@ def test_synth_writes_the_custom_layout(custom_world: Path):
 
 # Every method's synthetic experiment on data=custom, with the overrides docs/datasets.md gives for the
 # experiments that set data keys of their own (rnn_ha: data.synthetic; vehiclenet: dataset, options, sources).
-METHOD_OVERRIDES = {
-    "scan_synthetic": ["model.net.reduction=4"],
-    # 96x96: at 64x64 VGG_CNN_M's map has 3 rows, too few for 3 distinct regions (refused since issue 24)
-    "ram_synthetic": ["data.attributes=[colour,type]", "model.net.region_fc_dims=[32]", "model.net.attr_dim=32",
-                      "data.image_size=[96,96]"],
-    "rnn_ha_synthetic": ["data.synthetic=null", "data.attributes=[colour,type]", "model.net.hidden_size=16",
-                         "model.net.transformer_dims=[16]"],
-    "vehiclenet_synthetic": ["data.synthetic=null", "data.dataset=custom", "~data.dataset_options.val_seed",
-                             "source_set=none"],
+METHOD_OVERRIDES = {  # what these experiments need beyond data=custom (sizes: +debug=tiny)
+    "scan_synthetic": [],
+    "ram_synthetic": ["data.attributes=[colour,type]"],
+    "rnn_ha_synthetic": ["data.attributes=[colour,type]"],
+    "vehiclenet_synthetic": ["data.dataset=custom", "~data.dataset_options.val_seed", "source_set=none"],
 }
 
 
@@ -179,13 +173,10 @@ METHOD_OVERRIDES = {
 def test_every_method_runs_on_custom(name: str, custom_world: Path, tmp_path: Path):
     from vreid_lightning.run import run
 
-    size = [] if any(o.startswith("data.image_size") for o in METHOD_OVERRIDES[name]) else ["data.image_size=[64,64]"]
-    over = ["data=custom", f"data.root={custom_world}", *size, "data.batch_size=8",
-            "data.num_instances=2", "data.eval_batch_size=32", "data.num_workers=0", "backbone.width_mult=0.125",
-            "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", "logger=none", *METHOD_OVERRIDES[name]]
+    over = [*TINY, "data=custom", f"data.root={custom_world}", "data.synthetic=null", *METHOD_OVERRIDES[name]]
     results = run(compose([f"+experiment={name}", *over], tmp_path))
-    tested = results["partial_test"] if "partial" in results else results["test"]  # fast_dev_run may cut it short
-    assert 0.0 <= tested["mAP"] <= 1.0
+    ds = load_dataset("custom", custom_world)  # the custom layout's own test set was evaluated, whole
+    assert results["data"]["eval_images"] == len(ds.query) + len(ds.gallery) and "partial" not in results
 
 
 def test_folders_root_one_level_too_high_is_one_error(custom_world: Path):

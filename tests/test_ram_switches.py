@@ -185,3 +185,17 @@ def test_module_param_groups_follow_model_optim():
     assert lrs == {(0.01, 1e-4), (0.02, 0.0), (0.1, 1e-4), (0.2, 0.0)}
     with pytest.raises(ConfigError, match="model.optim.lr_mult"):
         RAMModule(**kw, optim={"lr_mult": [["bn.fc2"]]})
+
+
+RAM_STEPS = ["baseline", "bn", "bn_r", "ram"]  # sec. 3.3: each step starts from the previous step's weights
+
+
+@pytest.mark.parametrize("name,stages", [
+    ("ram_veri", RAM_STEPS), ("ram_vehicleid", RAM_STEPS), ("ram_synthetic", RAM_STEPS),
+    # the authors run each step as their train net then their finetune net (train_veri.sh)
+    ("ram_veri_authors", [s for step in RAM_STEPS for s in (step, f"{step}_finetune")]),
+])
+def test_ram_experiments_run_the_steps_in_order(name: str, stages: list[str], tmp_path):
+    from tests.conftest import compose
+
+    assert list(compose([f"+experiment={name}"], tmp_path).stages) == stages

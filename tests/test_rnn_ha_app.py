@@ -1,6 +1,6 @@
-"""RNN-HA experiments end to end: every rnn_ha_* experiment's fast_dev_run (results.json with the
-model-level accuracy, Fig. 3 and Fig. 4 PNGs), the paper's settings, the ablation model configs, the
-missing-label error, and a 2-job ``-m +sweep=rnn_ha_ablation`` run."""
+"""RNN-HA end to end: a tiny run's model-level accuracy and Fig. 3 / Fig. 4 PNGs, the paper's settings, the
+ablation model configs, the missing-label error, and a 2-job ``-m +sweep=rnn_ha_ablation`` run. Every
+rnn_ha_* experiment's own tiny run is tests/test_experiments.py."""
 
 from __future__ import annotations
 
@@ -9,71 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, TINY_WORLD_OVERRIDES, compose, run_cli
-
-RNN_HA_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("rnn_ha_*.yaml"))
-
-# the conftest's TINY world and loader sizes, without RAM's model keys
-RNN_HA_TINY = [
-    *TINY_WORLD_OVERRIDES,
-    "data.image_size=[64,64]",
-    "data.batch_size=8",
-    "data.eval_batch_size=32",
-    "data.num_workers=0",
-    "backbone.width_mult=0.125",
-    "model.net.hidden_size=16",
-    "model.net.transformer_dims=[16]",
-    "model.figures.images=2",
-    "callbacks.results_writer.rank_list={successes:2,failures:1,top:5}",
-    "trainer=cpu",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-]
+from tests.conftest import FIGURES, TINY, compose, run_cli
 
 
-def _overrides(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
-    keep = [o for o in RNN_HA_TINY if not o.startswith("data")]
-    loader = ["data.image_size=[64,64]", "data.batch_size=8", "data.num_workers=0", "data.eval_batch_size=32"]
-    if "resnet" in name:  # ResNet-50 has no width/norm switches
-        keep = [o for o in keep if not o.startswith("backbone.")] + ["backbone.pretrained=false"]
-    else:
-        keep.append("backbone.norm=bn")
-    if name.endswith("_authors"):  # the fine-tuning stage's own batch (fine_tune.py: 128) would not fit the tiny world
-        keep.append("stages.finetune.data.batch_size=8")
-    if name.startswith("rnn_ha_veri"):
-        return keep + loader + [f"data.root={veri_world}"]
-    if "vehicleid" in name:
-        from vreid_lightning.data.datasets import load_dataset
-
-        sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
-        return keep + loader + [f"data.root={vehicleid_world}", "data.synthetic=null", f"data.test_sizes=[{','.join(sizes)}]",
-                                "data.protocol_options.repeats=2"]
-    return RNN_HA_TINY + ["backbone.norm=bn"]
-
-
-def test_rnn_ha_experiments_exist():
-    assert {"rnn_ha_synthetic", "rnn_ha_veri", "rnn_ha_vehicleid", "rnn_ha_vehicleid_672",
-            "rnn_ha_veri_resnet", "rnn_ha_vehicleid_resnet672"} <= set(RNN_HA_EXPERIMENTS)
-
-
-@pytest.mark.parametrize("name", RNN_HA_EXPERIMENTS)
-def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
+def test_tiny_run_reports_the_model_level_accuracy_and_draws_figs_3_and_4(tmp_path: Path, veri_world: Path):
     from vreid_lightning.run import run
 
-    cfg = compose([f"+experiment={name}", *_overrides(name, veri_world, vehicleid_world),
-                   "trainer.fast_dev_run=true"], tmp_path)
-    assert cfg.model._target_ == "vreid_lightning.methods.rnn_ha.RNNHAModule"
-    run(cfg)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["main_feature"] == "o2"
-    assert {k: v for k, v in saved["partial_test"].items() if not k.startswith("model_acc")} == saved["features"]["o2"]
-    if "vehicleid" in name:
-        assert "rank1_std" in saved["partial_test"]
-    else:  # VeRi layout: every test image has a type
-        assert saved["partial_test"]["model_acc_images"] > 0
+    results = run(compose(["+experiment=rnn_ha_synthetic", *TINY, FIGURES,
+                           "callbacks.results_writer.rank_list={successes:2,failures:1,top:5}"], tmp_path))
+    assert results["main_feature"] == "o2"  # sec. 3.3: the vehicle-level representation is the test feature
+    assert results["test"]["model_acc_images"] > 0  # VeRi layout: test images carry the type (the model level)
     assert len(list(tmp_path.rglob("attention_maps.png"))) == 1   # Fig. 3
-    # Fig. 4: the results writer's outcome layout, in the run's (or each stage's) directory
-    assert len(list(tmp_path.rglob("rank_list.png"))) == max(len(cfg.get("stages") or {}), 1)
+    assert len(list(tmp_path.rglob("rank_list.png"))) == 1   # Fig. 4: the results writer's outcome layout
 
 
 def test_paper_settings_compose(tmp_path: Path):
@@ -113,13 +60,13 @@ def test_dataset_without_the_model_level_label_is_one_clear_error(tmp_path: Path
 
     # Hydra's instantiate wraps the module's ConfigError; the CLI prints either as one line (exit code 2)
     with pytest.raises((ConfigError, InstantiationException), match=r"dataset 'veri' has no labelled 'type' attribute"):
-        run(compose(["+experiment=rnn_ha_synthetic", *RNN_HA_TINY, "backbone.norm=bn", "data.attributes=[colour]",
+        run(compose(["+experiment=rnn_ha_synthetic", *TINY, "data.attributes=[colour]",
                      "trainer.fast_dev_run=true"], tmp_path))
 
 
 def test_ablation_sweep_two_jobs(tmp_path: Path, veri_world: Path):
     """The Tables 1-2 sweep with -m; naming two of its three models leaves a 2-job sweep."""
-    p = run_cli(["-m", "+experiment=rnn_ha_synthetic", "+sweep=rnn_ha_ablation", *RNN_HA_TINY, "backbone.norm=bn",
+    p = run_cli(["-m", "+experiment=rnn_ha_synthetic", "+sweep=rnn_ha_ablation", *TINY,
                  "trainer.fast_dev_run=true", "model=rnn_ha_fc,rnn_ha"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted((tmp_path / "outputs" / "rnn_ha_synthetic" / "multiruns").rglob("results.json"))

@@ -1,5 +1,6 @@
-"""SCAN experiments end to end: every scan_* experiment's fast_dev_run, the Table 2 sweep (2 jobs),
-the staged SCAN* run, the iteration scheduler inside a fit, and the P x K batch check."""
+"""SCAN end to end: the paper's settings, the Table 2 sweep (2 jobs), the staged SCAN* run with its
+Fig. 5 maps, the iteration scheduler inside a fit, and the P x K batch and reduction checks. Every scan_*
+experiment's own tiny run is tests/test_experiments.py."""
 
 from __future__ import annotations
 
@@ -8,65 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF, TINY_WORLD_OVERRIDES, compose, run_cli
-
-SCAN_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("scan_*.yaml"))
-
-# the conftest's TINY world and loader sizes, without RAM's model keys
-SCAN_TINY = [
-    *TINY_WORLD_OVERRIDES,
-    "data.image_size=[64,64]",
-    "data.batch_size=8",
-    "data.num_instances=2",
-    "data.eval_batch_size=32",
-    "data.num_workers=0",
-    "backbone.width_mult=0.125",
-    "backbone.norm=bn",
-    "model.net.reduction=4",
-    "model.figures.images=2",
-    "trainer=cpu",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-]
-
-
-def _real_layout(name: str, veri_world: Path, vehicleid_world: Path) -> list[str]:
-    keep = [o for o in SCAN_TINY if not o.startswith("data")]
-    loader = ["data.image_size=[64,64]", "data.batch_size=8", "data.num_instances=2", "data.num_workers=0",
-              "data.eval_batch_size=32"]
-    if name == "scan_veri":
-        return keep + loader + [f"data.root={veri_world}"]
-    if name == "scan_vehicleid":
-        from vreid_lightning.data.datasets import load_dataset
-
-        sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:2]
-        return keep + loader + [f"data.root={vehicleid_world}", f"data.test_sizes=[{','.join(sizes)}]",
-                                "data.protocol_options.repeats=2"]
-    return SCAN_TINY
-
-
-def test_scan_experiments_exist():
-    assert {"scan_synthetic", "scan_synthetic_baseline", "scan_veri", "scan_vehicleid"} <= set(SCAN_EXPERIMENTS)
-
-
-@pytest.mark.parametrize("name", SCAN_EXPERIMENTS)
-def test_fast_dev_run(name: str, tmp_path: Path, veri_world: Path, vehicleid_world: Path):
-    from vreid_lightning.run import run
-
-    cfg = compose([f"+experiment={name}", *_real_layout(name, veri_world, vehicleid_world),
-                   "trainer.fast_dev_run=true"], tmp_path)
-    assert cfg.model._target_ == "vreid_lightning.methods.scan.SCANModule"
-    assert cfg.backbone.name == "vgg_cnn_m_1024"  # sec. 4.1: light_vgg_m
-    run(cfg)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["partial_test"] == saved["features"][saved["main_feature"]]  # the main feature is what is reported
-    attention = cfg.model.net.attention
-    assert saved["main_feature"] == ("scan" if attention else "plain")
-    figs = list(tmp_path.rglob("spatial_attention_fig5.png"))
-    assert len(figs) == (1 if attention else 0)
-    if "vehicleid" in name:
-        assert "rank1_std" in saved["partial_test"]
-
+from tests.conftest import FIGURES, TINY, compose, run_cli
 
 def test_paper_settings_compose(tmp_path: Path):
     cfg = compose(["+experiment=scan_veri"], tmp_path)
@@ -82,7 +25,7 @@ def test_paper_settings_compose(tmp_path: Path):
 
 
 def test_table2_sweep_two_jobs(tmp_path: Path, veri_world: Path):
-    p = run_cli(["-m", "+experiment=scan_synthetic", "+sweep=scan_table2", *SCAN_TINY, "trainer.fast_dev_run=true",
+    p = run_cli(["-m", "+experiment=scan_synthetic", "+sweep=scan_table2", *TINY, "trainer.fast_dev_run=true",
                  "hydra.sweeper.params.backbone=vgg_cnn_m_1024"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted((tmp_path / "outputs" / "scan_synthetic" / "multiruns").rglob("results.json"))
@@ -96,7 +39,7 @@ def test_iteration_scheduler_is_stepped_per_batch(tmp_path: Path, veri_world: Pa
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = compose(["+experiment=scan_synthetic", *SCAN_TINY, "scheduler.step_size=1", "scheduler.gamma=0.5"], tmp_path)
+    cfg = compose(["+experiment=scan_synthetic", *TINY, "scheduler.step_size=1", "scheduler.gamma=0.5"], tmp_path)
     dm = instantiate(cfg.data, _recursive_=False)
     dm.prepare_data()
     dm.setup("fit")
@@ -115,9 +58,7 @@ def test_pk_batch_that_does_not_divide_names_the_keys(tmp_path: Path, veri_world
     from vreid_lightning.errors import ConfigError
     from vreid_lightning.run import run
 
-    over = [o for o in SCAN_TINY if not o.startswith(("data.batch_size", "data.num_instances"))]
-    cfg = compose(["+experiment=scan_synthetic", *over, "data.batch_size=6", "data.num_instances=4",
-                   "trainer.fast_dev_run=true"], tmp_path)
+    cfg = compose(["+experiment=scan_synthetic", *TINY, "data.batch_size=6", "data.num_instances=4"], tmp_path)
     with pytest.raises(ConfigError, match=r"data.batch_size=6 must be a multiple of data.num_instances=4"):
         run(cfg)
 
@@ -126,14 +67,12 @@ def test_reduction_larger_than_channels_names_the_key(tmp_path: Path, veri_world
     from vreid_lightning.errors import USER_ERRORS, format_user_error
     from vreid_lightning.run import run
 
-    over = [o for o in SCAN_TINY if not o.startswith("model.net.reduction")]
-    cfg = compose(["+experiment=scan_synthetic", *over, "model.net.reduction=128", "trainer.fast_dev_run=true"],
-                  tmp_path)
+    cfg = compose(["+experiment=scan_synthetic", *TINY, "model.net.reduction=256"], tmp_path)
     with pytest.raises(Exception) as info:  # Hydra wraps the constructor's ConfigError
         run(cfg)
     assert isinstance(info.value, USER_ERRORS)  # the CLI prints it as one line, exit code 2
     line = format_user_error(info.value)
-    assert "model.net.reduction" in line and "64 channels, fewer than r=128" in line
+    assert "model.net.reduction" in line and "128 channels, fewer than r=256" in line
 
 
 def test_staged_scan_star_run(tmp_path: Path, veri_world: Path):
@@ -141,7 +80,7 @@ def test_staged_scan_star_run(tmp_path: Path, veri_world: Path):
     from vreid_lightning.run import run
 
     short = [f"++stages.{s}.trainer={{max_epochs:1,check_val_every_n_epoch:1}}" for s in ("plain", "scan")]
-    cfg = compose(["+experiment=scan_synthetic", "+sweep=scan_table3", *SCAN_TINY, *short], tmp_path)
+    cfg = compose(["+experiment=scan_synthetic", "+sweep=scan_table3", *TINY, *short, FIGURES], tmp_path)
     assert list(cfg.stages) == ["plain", "scan"]
     saved = run(cfg)
     assert list(saved["stages"]) == ["plain", "scan"]
@@ -150,3 +89,5 @@ def test_staged_scan_star_run(tmp_path: Path, veri_world: Path):
     # the partner is the plain stage's tested model: its feature evaluates to the plain stage's numbers
     assert saved["features"]["plain"] == pytest.approx(saved["stages"]["plain"])
     assert saved["test"] == saved["features"]["scan"]
+    # Fig. 5's spatial attention maps are drawn for the model with attention only
+    assert [p.parent.name for p in tmp_path.rglob("spatial_attention_fig5.png")] == ["scan"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import compose, tiny_for
+from tests.conftest import TINY, compose
 
 TINY_RUN = ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "logger=none"]
 
@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, veri_world: Path) -> Path
     from vreid_lightning.run import run
 
     out = tmp_path_factory.mktemp("baseline_run")
-    run(compose(["+experiment=baseline_synthetic", *tiny_for("baseline_synthetic"), *TINY_RUN], out))
+    run(compose(["+experiment=baseline_synthetic", *TINY, *TINY_RUN], out))
     return out
 
 
@@ -140,7 +140,10 @@ def _tiny_model(name: str, stage: str | None, extra: list[str], out: Path):
     from vreid_lightning.runner.fit import build_model
     from vreid_lightning.runner.stages import stage_config
 
-    cfg = compose([f"+experiment={name}", *tiny_for(name), *extra], out)
+    from vreid_lightning.runner.debug import apply_debug
+
+    cfg = compose([f"+experiment={name}", *TINY, *extra], out)
+    apply_debug(cfg)  # the experiment's own tiny: section, as run() merges it
     if stage is not None:
         cfg = stage_config(cfg, stage)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """VehicleNet: the network, per-group learning rates, the stage-II classifier swap, the multi-source
-merge (disjoint labels, the target's test images kept out), bad sources, every experiment's
-fast_dev_run and a 2-job Table II sweep."""
+merge (disjoint labels, the target's test images kept out), bad sources, the two stages on tiny worlds
+and a 2-job Table II sweep. Every vehiclenet_* experiment's own tiny run is tests/test_experiments.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import compose, run_cli
+from tests.conftest import FIGURES, TINY, compose, run_cli
 from vreid_lightning.errors import ConfigError
 
 SMALL_BACKBONE = {"name": "vgg_cnn_m", "width_mult": 0.125, "norm": "bn"}
@@ -174,92 +174,40 @@ def test_a_broken_source_stops_the_run_before_training(worlds: dict[str, Path], 
     from vreid_lightning.run import run
 
     missing = tmp_path / "nowhere"
-    cfg = compose(["+experiment=vehiclenet_synthetic", *_synthetic_tiny(), f"sources.vehicleid.root={missing}",
-                   "sources.vehicleid.synthetic=null"], tmp_path / "run")
+    cfg = compose(["+experiment=vehiclenet_synthetic", *TINY, f"tiny.sources.vehicleid.root={missing}",
+                   "tiny.sources.vehicleid.synthetic=null"], tmp_path / "run")
     with pytest.raises(ConfigError, match=rf"extra_sources\[1\] \(vehicleid\).*{missing}"):
         run(cfg)
     assert not (tmp_path / "run" / "stages").exists()  # nothing trained
 
 
 # ---------------------------------------------------------------------------------------- experiments
-SYNTHETIC_TARGETS = {"vehiclenet_synthetic": "cityflow", "vehiclenet_synthetic_veri": "veri",
-                     "vehiclenet_synthetic_vehicleid": "vehicleid"}
-
-
-def _synthetic_tiny(name: str = "vehiclenet_synthetic") -> list[str]:
-    target = SYNTHETIC_TARGETS[name]
-    over = [f"data.synthetic.{k}={v}" for k, v in WORLDS[target].items() if k != "layout"]
-    for source in sorted(set(WORLDS) - {target}):
-        over += [f"sources.{source}.synthetic.{k}={v}" for k, v in WORLDS[source].items() if k != "layout"]
-    if target == "vehicleid":
-        over += ["data.test_sizes=null", "data.protocol_options.repeats=1"]
-    return over + ["data.image_size=[64,64]", "data.batch_size=8", "data.eval_batch_size=64", "data.num_workers=0",
-                   "backbone.width_mult=0.125", "trainer.enable_progress_bar=false", "logger=none"]
-
-
-def _real_layout(name: str, worlds: dict[str, Path], veri_world: Path, vehicleid_world: Path,
-                 veriwild_world: Path | None = None) -> list[str]:
-    base = name.removesuffix("_authors")
-    target = {"vehiclenet_veri": ("veri", veri_world), "vehiclenet_vehicleid": ("vehicleid", vehicleid_world),
-              "vehiclenet_cityflow": ("cityflow", worlds["cityflow"]),
-              "vehiclenet_veriwild": ("veriwild", veriwild_world)}[base]
-    sources = {"vehiclenet_veri": ("cityflow", "vehicleid", "compcars"),
-               "vehiclenet_vehicleid": ("cityflow", "veri", "compcars"),
-               "vehiclenet_cityflow": ("veri", "vehicleid", "compcars"),
-               "vehiclenet_veriwild": ("cityflow", "veri", "vehicleid", "compcars")}[base]
-    # the experiment's data, sources, stages and schedule; a small backbone (the registry's are tested in test_backbones)
-    over = [f"data.root={target[1]}", "backbone=vgg_cnn_m", "backbone.width_mult=0.125", "backbone.norm=bn",
-            "backbone.pretrained=false", "trainer=cpu", "data.image_size=[64,64]",
-            "data.batch_size=4", "data.eval_batch_size=64", "data.num_workers=0", "data.pin_memory=false",
-            "trainer.enable_progress_bar=false", "logger=none", "model.figures=null"]
-    over += [f"sources.{s}.root={worlds[s]}" for s in sources]
-    if target[0] == "vehicleid":
-        from vreid_lightning.data.datasets import load_dataset
-
-        sizes = sorted(load_dataset("vehicleid", vehicleid_world).test_lists, key=int)[:1]
-        over += [f"data.test_sizes=[{sizes[0]}]", "data.protocol_options.repeats=1"]
-    if target[0] == "veriwild":
-        over += ["data.dataset_options.test_size=3000"]
-    return over
-
-
-@pytest.mark.parametrize("name", ["vehiclenet_synthetic", "vehiclenet_synthetic_veri", "vehiclenet_synthetic_vehicleid",
-                                  "vehiclenet_veri", "vehiclenet_vehicleid", "vehiclenet_cityflow",
-                                  "vehiclenet_veri_authors", "vehiclenet_cityflow_authors", "vehiclenet_veriwild"])
-def test_every_experiment_completes_a_fast_dev_run(name: str, tmp_path: Path, worlds: dict[str, Path],
-                                                   veri_world: Path, vehicleid_world: Path, veriwild_world: Path):
+def test_stage_one_merges_the_sources_and_stage_two_trains_the_target_alone(tmp_path: Path):
+    """Algorithm 1 on the tiny worlds: stage I on the merged sources, stage II on the target alone with a new
+    classifier of its classes and its own dropout, from stage I's weights; then stage II alone from a checkpoint."""
     from vreid_lightning.run import run
+    from vreid_lightning.runner.stages import stage_config
 
-    over = _synthetic_tiny(name) if name in SYNTHETIC_TARGETS else _real_layout(name, worlds, veri_world,
-                                                                                vehicleid_world, veriwild_world)
-    cfg = compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true"], tmp_path)
-    assert list(cfg.stages) == ["stage1", "stage2"]
+    cfg = compose(["+experiment=vehiclenet_synthetic", *TINY, FIGURES], tmp_path)
     results = run(cfg)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert list(saved["stages"]) == ["stage1", "stage2"]
-    for stage in ("stage1", "stage2"):
-        assert 0.0 <= saved["stages"][stage]["mAP"] <= 1.0
-    # stage I trained on the merged sources, stage II on the target alone with its own classes
-    data = results.get("stage_data") or {}
+    data = results["stage_data"]
     assert data["stage1"]["train_ids"] > data["stage2"]["train_ids"]
     hp = {s: torch.load(next((tmp_path / "stages" / s).rglob("*.ckpt")), map_location="cpu",
                         weights_only=False)["hyper_parameters"] for s in ("stage1", "stage2")}
-    stage2_dropout = 0.0 if name == "vehiclenet_cityflow_authors" else 0.2  # pytorch/README.md:22 --droprate 0
-    assert hp["stage1"]["net"]["dropout"] == 0.0 and hp["stage2"]["net"]["dropout"] == stage2_dropout
+    for stage in ("stage1", "stage2"):  # each stage's own net settings reach its module
+        assert hp[stage]["net"]["dropout"] == stage_config(cfg, stage).model.net.dropout
+        assert (tmp_path / "stages" / stage / "activation_heatmaps.png").is_file()
+        assert (tmp_path / "stages" / stage / "rank_list_viewpoints.png").is_file()
+    assert hp["stage1"]["net"]["dropout"] != hp["stage2"]["net"]["dropout"]
     assert hp["stage2"]["num_classes"] == data["stage2"]["train_ids"]
-    if name == "vehiclenet_synthetic":
-        for stage in ("stage1", "stage2"):
-            assert (tmp_path / "stages" / stage / "activation_heatmaps.png").is_file()
-            assert (tmp_path / "stages" / stage / "rank_list_viewpoints.png").is_file()
-        # stage II alone, from stage I's checkpoint
-        ckpt = next((tmp_path / "stages" / "stage1").rglob("*.ckpt"))
-        alone = run(compose([f"+experiment={name}", *over, "trainer.fast_dev_run=true", "model.figures=null",
-                             "run_stages=[stage2]", f"init_from={ckpt}"], tmp_path / "alone"))
-        assert list(alone["stages"]) == ["stage2"]
+    ckpt = next((tmp_path / "stages" / "stage1").rglob("*.ckpt"))
+    alone = run(compose(["+experiment=vehiclenet_synthetic", *TINY, "run_stages=[stage2]", f"init_from={ckpt}"],
+                        tmp_path / "alone"))
+    assert list(alone["stages"]) == ["stage2"]
 
 
 def test_sources_sweep_runs_two_jobs(tmp_path: Path, worlds: dict[str, Path]):
-    p = run_cli(["-m", "+experiment=vehiclenet_synthetic", "+sweep=vehiclenet_sources", *_synthetic_tiny(),
+    p = run_cli(["-m", "+experiment=vehiclenet_synthetic", "+sweep=vehiclenet_sources", *TINY,
                  "trainer.fast_dev_run=true", "model.figures=null", "source_set=none,veri"], tmp_path, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted((tmp_path / "outputs" / "vehiclenet_synthetic" / "multiruns").rglob("results.json"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import compose, tiny_for
+from tests.conftest import TINY, compose
 from vreid_lightning.data.datasets import DatasetFormatError, load_dataset
 from vreid_lightning.errors import ConfigError
 
@@ -245,10 +245,9 @@ def test_v2_lines_resolved_against_the_root_or_the_phase_folder(tmp_path: Path, 
 
 # ---------------------------------------------------------------------------------------- experiments
 def _tiny_veriwild(name: str, world: Path, extra: list[str]) -> list[str]:
-    keep = [o for o in tiny_for(name) if not o.startswith("data")]
-    return [f"+experiment={name}", *keep, f"data.root={world}", "data.image_size=[96,96]", "data.batch_size=8",
-            "data.num_workers=0", "data.pin_memory=false", "data.eval_batch_size=32", "trainer=cpu",
-            "trainer.fast_dev_run=true", "model.figures=null", *extra]
+    # the experiment at its tiny sizes, on the given VERI-Wild layout instead of the tiny world
+    return [f"+experiment={name}", *TINY, f"data.root={world}", "data.synthetic=null", "trainer.fast_dev_run=true",
+            "model.figures=null", *extra]
 
 
 @pytest.mark.parametrize("name, extra", [
@@ -263,9 +262,7 @@ def test_experiment_fast_dev_run_on_the_synthetic_layout(name: str, extra: list[
     cfg = compose(_tiny_veriwild(name, veriwild_world, extra), tmp_path)
     assert cfg.data.dataset == "veriwild"
     results = run(cfg)
-    tested = results["partial_test"]  # a test cut short by fast_dev_run (runner.results)
-    for key in ("mAP", "rank1", "mINP"):
-        assert 0.0 <= tested[key] <= 1.0
+    assert {"mAP", "rank1", "mINP"} <= set(results["partial_test"])  # fast_dev_run: a cut-short test (runner.results)
     test_set = results["provenance"]["dataset"]["diagnostics"]["test_set"]  # recorded in results.json
     assert test_set["version"] == (2 if "version=2" in " ".join(extra) else 1)
 

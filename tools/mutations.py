@@ -52,7 +52,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("checkpoint selected on test images", "vreid_lightning/callbacks/checkpoint.py",
              "return val is not None and val is not test",
              "return val is not None",
-             (PLANTED, "tests/test_app.py::test_fast_dev_run_every_experiment[baseline_synthetic]")),
+             (PLANTED, "tests/test_experiments.py::test_experiment_trains_and_tests_at_tiny_size[baseline_synthetic]")),
     Mutation("wrong distance (euclidean for cosine)", "vreid_lightning/methods/base.py",
              'run_protocol(f, eval_set, self.eval_cfg["metric"])',
              'run_protocol(f, eval_set, "euclidean")',

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from vreid_lightning.atomic import atomic_write_text, write_probe
 from vreid_lightning.callbacks.checkpoint import has_held_out_split
 from vreid_lightning.runner.checks import apply_batch_semantics, check_config
+from vreid_lightning.runner.debug import apply_debug
 from vreid_lightning.runner.fit import SELECT_BEST, SELECT_LAST, build_model, fit_and_test
 from vreid_lightning.runner.finish import keep_only_tested
 from vreid_lightning.runner.lock import run_dir_lock
@@ -60,6 +61,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     The run directory is probed for writing and locked (:mod:`vreid_lightning.runner.lock`) before any
     work; ``config_resolved.yaml`` is the first file written in it.
     """
+    apply_debug(cfg)  # +debug=tiny: the experiment's own tiny: section (runner.debug)
     check_config(cfg)
     validate_config(cfg)  # typed values, named keys (runner.validate)
     resuming = bool(cfg.get("resume"))

@@ -37,7 +37,9 @@ def count_valid_queries(eval_set: Any) -> tuple[int, int]:
 
 def check_eval_queries(eval_set: Any, where: str, split_name: str) -> None:
     """One error naming the split when no query has a valid positive (image protocol only)."""
-    if eval_set.protocol != "image":
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
+
+    if not get_protocol(eval_set).fixed_query_gallery:
         return  # VehicleID: the gallery is drawn from the queries' own identities
     valid, total = count_valid_queries(eval_set)
     if valid == 0:

@@ -140,37 +140,10 @@ class EvalSet:
 
 
 def _build_eval_set(ds: ReIDDataset, test_sizes: Sequence[str] | None, options: dict[str, Any]) -> EvalSet:
-    if ds.protocol == "image":
-        if ds.query is None or ds.gallery is None:
-            raise DatasetFormatError(ds.root, "query and gallery splits for the image-to-image protocol")
-        split = Split.concat([ds.query, ds.gallery])
-        nq = len(ds.query)
-        return EvalSet(split, "image", {"query": np.arange(nq), "gallery": np.arange(nq, len(split))}, options)
-    if ds.protocol == "vehicleid":
-        sizes = [str(s) for s in (test_sizes or list(ds.test_lists))]
-        missing = [s for s in sizes if s not in ds.test_lists]
-        if missing:
-            raise DatasetFormatError(
-                Path(ds.root) / "train_test_split",
-                f"test lists for sizes {missing} (found: {sorted(ds.test_lists, key=int)})",
-            )
-        parts, groups, offset = [], {}, 0
-        path_row: dict[str, int] = {}
-        for s in sizes:
-            lst = ds.test_lists[s]
-            rows = np.empty(len(lst), dtype=np.int64)
-            new = []
-            for j, p in enumerate(lst.paths):
-                r = path_row.get(p)
-                if r is None:
-                    r = path_row[p] = offset + len(new)
-                    new.append(j)
-                rows[j] = r
-            parts.append(lst.subset(new))
-            offset += len(new)
-            groups[s] = rows
-        return EvalSet(Split.concat(parts), "vehicleid", groups, options)
-    raise ValueError(f"unknown protocol {ds.protocol!r} of dataset {ds.name!r}; expected 'image' or 'vehicleid'")
+    """The dataset's eval set, as its protocol object builds it (evaluation.protocol_registry)."""
+    from vreid_lightning.evaluation.protocol_registry import get_protocol
+
+    return get_protocol(ds.protocol).build_eval_set(ds, test_sizes, options)
 
 
 def _hold_out_validation(train: Split, num_ids: int, seed: int, options: dict[str, Any]) -> tuple[Split, EvalSet]:

@@ -9,13 +9,20 @@ says how those rows are scored:
 - ``vehicleid``: per test size, ``repeats`` random galleries of one image per vehicle, every other image a
   query, no junk rule (datasets.md sec. 2); the first size is the main result.
 
+CityFlow registers no protocol of its own: the AI City Challenge scores image-to-image retrieval against a
+hidden ground truth, so a labelled CityFlow evaluation is VehicleNet's validation split under ``image``;
+its ``*_track.txt`` files give each image's track (``Split.tracks``), which no published CityFlow protocol
+scores by. Each protocol also builds its eval set from a parsed dataset (:meth:`Protocol.build_eval_set`),
+so the dataset's ``protocol`` name is compared here only.
+
 ``get_protocol(name)`` returns the object; :func:`run_protocol` is the one evaluation call of the suite.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +59,10 @@ class Protocol(abc.ABC):
     fixed_query_gallery: ClassVar[bool]
 
     @abc.abstractmethod
+    def build_eval_set(self, ds: Any, test_sizes: Sequence[Any] | None, options: dict[str, Any]) -> Any:
+        """The ``EvalSet`` of a parsed dataset (``ReIDDataset``): every image the test needs, once, and its groups."""
+
+    @abc.abstractmethod
     def evaluate(self, feats: torch.Tensor, eval_set: Any, metric: str) -> dict[str, Any]:
         """Flat metrics (fractions) of features row-aligned with ``eval_set.split``."""
 
@@ -69,6 +80,17 @@ class ImageProtocol(Protocol):
 
     name = "image"
     fixed_query_gallery = True
+
+    def build_eval_set(self, ds: Any, test_sizes: Sequence[Any] | None, options: dict[str, Any]) -> Any:
+        """The dataset's query split then its gallery split; groups ``query`` and ``gallery``."""
+        from vreid_lightning.data.datamodule import EvalSet
+        from vreid_lightning.data.datasets.base import DatasetFormatError, Split
+
+        if ds.query is None or ds.gallery is None:
+            raise DatasetFormatError(ds.root, "query and gallery splits for the image-to-image protocol")
+        split = Split.concat([ds.query, ds.gallery])
+        nq = len(ds.query)
+        return EvalSet(split, self.name, {"query": np.arange(nq), "gallery": np.arange(nq, len(split))}, options)
 
     def query_gallery(self, eval_set: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         return eval_set.groups["query"], eval_set.groups["gallery"], _cams(eval_set.split)
@@ -93,6 +115,33 @@ class VehicleIDProtocol(Protocol):
 
     name = "vehicleid"
     fixed_query_gallery = False
+
+    def build_eval_set(self, ds: Any, test_sizes: Sequence[Any] | None, options: dict[str, Any]) -> Any:
+        """The images of the test lists (``test_sizes``; default: every list), each once; one group per size."""
+        from vreid_lightning.data.datamodule import EvalSet
+        from vreid_lightning.data.datasets.base import DatasetFormatError, Split
+
+        sizes = [str(s) for s in (test_sizes or list(ds.test_lists))]
+        missing = [s for s in sizes if s not in ds.test_lists]
+        if missing:
+            raise DatasetFormatError(Path(ds.root) / "train_test_split",
+                                     f"test lists for sizes {missing} (found: {sorted(ds.test_lists, key=int)})")
+        parts, groups, offset = [], {}, 0
+        path_row: dict[str, int] = {}
+        for s in sizes:
+            lst = ds.test_lists[s]
+            rows = np.empty(len(lst), dtype=np.int64)
+            new = []
+            for j, p in enumerate(lst.paths):
+                r = path_row.get(p)
+                if r is None:
+                    r = path_row[p] = offset + len(new)
+                    new.append(j)
+                rows[j] = r
+            parts.append(lst.subset(new))
+            offset += len(new)
+            groups[s] = rows
+        return EvalSet(Split.concat(parts), self.name, groups, options)
 
     @staticmethod
     def _options(eval_set: Any) -> tuple[int, int]:

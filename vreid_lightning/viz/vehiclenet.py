@@ -127,9 +127,11 @@ def save_viewpoint_rank_lists(model: Any, dm: Any, path: str | Path, k: int = 5)
     from vreid_lightning.viz.ranklist import save_rank_list, top_k_valid
 
     es = dm.eval_set
-    if not get_protocol(es).fixed_query_gallery:  # one query/gallery split to rank against
+    protocol = get_protocol(es)
+    if not protocol.fixed_query_gallery:
         return None
-    split, q_rows, g_rows = es.split, es.groups["query"], es.groups["gallery"]
+    q_rows, g_rows, _ = protocol.query_gallery(es)
+    split = es.split
     gallery = split.subset(g_rows)
     angles = synthetic_viewpoints(dm.dataset.root, gallery)
     names: list[str | None] = [None] * len(q_rows)
