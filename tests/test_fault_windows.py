@@ -113,7 +113,7 @@ def test_two_concurrent_cli_runs_into_one_directory_one_is_refused(tmp_path: Pat
 # ---------------------------------------------------------------- item 3: SIGTERM
 def test_sigterm_exits_143_says_how_to_resume_and_the_resume_finishes(tmp_path: Path, veri_world: Path):
     run_dir = tmp_path / "run"
-    args = [*PLAIN, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}"]
+    args = [*PLAIN, "trainer.max_epochs=4", "trainer.max_steps=-1", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "vreid_lightning", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -25,7 +25,7 @@ def redirected_run(tmp_path_factory: pytest.TempPathFactory, veri_world: Path) -
     out, err = tmp / "stdout.txt", tmp / "stderr.txt"
     with out.open("w") as fo, err.open("w") as fe:  # files, not a terminal
         p = subprocess.run([sys.executable, "-m", "vreid_lightning", "+experiment=baseline_synthetic", *TINY,
-                            "trainer.max_epochs=2", "callbacks.progress.interval_s=0"],
+                            "trainer.max_epochs=2", "trainer.max_steps=-1", "callbacks.progress.interval_s=0"],
                            cwd=tmp, env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO)}, stdout=fo, stderr=fe, timeout=600)
     assert p.returncode == 0, err.read_text()[-3000:]
     (run,) = (tmp / "outputs" / "baseline_synthetic" / "runs").iterdir()

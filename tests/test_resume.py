@@ -37,7 +37,7 @@ def test_final_epoch_is_validated_and_tested_without_selection_on_test_images(tm
     from vreid_lightning.run import run
 
     res = run(compose(["+experiment=baseline_synthetic", *TINY, *QUIET, "trainer.max_epochs=3",
-                       "trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=2"], tmp_path))
+                       "trainer.max_steps=-1", "trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=2"], tmp_path))
     tested = res["tested_checkpoint"]
     # what was tested: the file holding the final epoch (3 epochs x 2 batches), not epoch 2's
     assert tested["global_step"] == 6 and tested["epoch"] == 3  # saved after the 3rd epoch completed
@@ -53,7 +53,7 @@ def test_held_out_ids_select_the_best_val_checkpoint_including_the_final_epoch(t
     from vreid_lightning.run import run
 
     res = run(compose(["+experiment=baseline_synthetic", *TINY, *QUIET, "data.val_ids=4", "trainer.max_epochs=3",
-                       "trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=2",
+                       "trainer.max_steps=-1", "trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=2",
                        "checkpoint.save_optimizer=false"], tmp_path))
     rows = _csv_rows(tmp_path)
     val = {int(r["epoch"]): float(r["val/mAP"]) for r in rows if r.get("val/mAP")}
@@ -68,7 +68,7 @@ def test_held_out_ids_select_the_best_val_checkpoint_including_the_final_epoch(t
 
 
 def _staged_args(run_dir: Path) -> list[str]:
-    return ["+experiment=ram_synthetic", *TINY, *QUIET, "run_stages=[baseline,bn]", "trainer.limit_train_batches=3",
+    return ["+experiment=ram_synthetic", *TINY, *QUIET, "run_stages=[baseline,bn]", "trainer.limit_train_batches=3", "trainer.max_steps=-1",
             "scheduler.step_size=1", "stages.baseline.trainer.max_epochs=2", "stages.baseline.trainer.check_val_every_n_epoch=2",
             "stages.bn.trainer.max_epochs=3", "stages.bn.trainer.check_val_every_n_epoch=3", f"hydra.run.dir={run_dir}"]
 
