@@ -73,6 +73,14 @@ def test_a_split_without_any_valid_query_is_one_error_before_training(tmp_path: 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_test_sizes_on_an_image_protocol_dataset_is_one_error_not_ignored(tmp_path: Path, veri_world: Path):
+    from vreid_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.test_sizes=\['800'\]: dataset 'veri' is evaluated under the image"):
+        _run([*PLAIN, "data.test_sizes=[800]"], tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------- item 7: degenerate models
 def test_ram_regions_on_a_map_too_short_are_refused_before_training(tmp_path: Path, veri_world: Path):
     from vreid_lightning.errors import ConfigError

@@ -86,6 +86,11 @@ class ImageProtocol(Protocol):
         from vreid_lightning.data.datamodule import EvalSet
         from vreid_lightning.data.datasets.base import DatasetFormatError, Split
 
+        if test_sizes:  # never ignored silently: only VehicleID's protocol has test lists to pick
+            from vreid_lightning.errors import ConfigError
+
+            raise ConfigError(f"data.test_sizes={list(test_sizes)}: dataset {ds.name!r} is evaluated under the image "
+                              "protocol (one query/gallery split); test_sizes picks VehicleID's test lists. Set it to null")
         if ds.query is None or ds.gallery is None:
             raise DatasetFormatError(ds.root, "query and gallery splits for the image-to-image protocol")
         split = Split.concat([ds.query, ds.gallery])
