@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from vreid_lightning.data.transforms import (
     IMAGENET_MEAN,
@@ -114,3 +115,37 @@ def test_bad_arguments():
         build_test_transform(SIZE, mean=(0.5,), std=(0.5,))
     with pytest.raises(ValueError, match="expected a \\(3, H, W\\)"):
         denormalize(torch.zeros(5, 5))
+
+
+def test_autoaugment_first_seeded_and_default_unchanged():
+    """``autoaugment=imagenet`` puts torchvision's ImageNet AutoAugment before the resize (the VehicleNet
+    authors' train_2020.py:171); it is seeded; the default pipeline has no AutoAugment step."""
+    kw = {"pad": 15, "resized_crop": {"scale": [0.75, 1.0], "ratio": [0.75, 1.3333]}, "interpolation": "bicubic",
+          "random_erasing": 0.5}
+    default = [type(t).__name__ for t in build_train_transform(SIZE, **kw).transforms]
+    assert default == ["RGB", "Resize", "Pad", "RandomResizedCrop", "RandomHorizontalFlip", "ToImage",
+                       "ToDtype", "Normalize", "RandomErasing"]
+    assert [type(t).__name__ for t in build_train_transform(SIZE, autoaugment="none", **kw).transforms] == default
+    tf = build_train_transform(SIZE, autoaugment="imagenet", **kw)
+    steps = list(tf.transforms)
+    assert [type(t).__name__ for t in steps] == ["RGB", "AutoAugment", *default[1:]]
+    aa = steps[1]
+    assert aa.policy == v2.AutoAugmentPolicy.IMAGENET and aa.fill == 128
+    assert [type(t).__name__ for t in build_train_transform(SIZE, autoaugment="imagenet").transforms][:3] == \
+        ["ToImage", "RGB", "AutoAugment"]   # bilinear: on the uint8 tensor, still before the resize
+    img = image(60, 60)
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        runs.append(torch.stack([tf(img) for _ in range(8)]))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    # the policy really changes pixels: with every other step off, some of 16 draws differ from the plain pipeline
+    torch.manual_seed(0)
+    on = build_train_transform(SIZE, autoaugment="imagenet", **plain())
+    ref = build_train_transform(SIZE, **plain())(img)
+    assert any(not torch.equal(on(img), ref) for _ in range(16))
+
+
+def test_autoaugment_unknown_value_is_one_error():
+    with pytest.raises(ValueError, match=r"autoaugment must be one of \['none', 'imagenet'\], got 'cifar10'"):
+        build_train_transform(SIZE, autoaugment="cifar10")

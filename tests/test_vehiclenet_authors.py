@@ -254,3 +254,26 @@ def test_authors_key_names() -> None:
         "net.backbone.features.denseblock1.denselayer1.norm1.weight"
     assert VC.authors_key("vehiclenet-resnet50", "classifier.add_block.1.running_mean") == "net.bn.running_mean"
     assert VC.authors_key("vehiclenet-resnet50", "new_dropout.weight") is None
+
+
+def test_datamodule_refuses_a_bad_train_transform_up_front() -> None:
+    from vreid_lightning.data.datamodule import ReIDDataModule
+
+    with pytest.raises(ConfigError, match=r"data\.train_transform=.*autoaugment must be one of \['none', 'imagenet'\]"):
+        ReIDDataModule(root="/nowhere", train_transform={"autoaugment": "cifar10"})
+
+
+@pytest.mark.parametrize(("experiment", "stage1", "stage2"), [
+    ("vehiclenet_cityflow_authors", "imagenet", "none"),   # pytorch/README.md:12 --autoaug; :22 fine-tune without
+    ("vehiclenet_veri_authors", "none", "none"),           # the released VeRi model's name has no '+aug'
+    ("vehiclenet_cityflow", "none", "none"),               # paper silent; the authors' flag is off by default
+    ("vehiclenet_veri", "none", "none"),
+    ("vehiclenet_vehicleid", "none", "none"),
+])
+def test_autoaugment_per_experiment_and_stage(tmp_path: Path, experiment: str, stage1: str, stage2: str) -> None:
+    from conftest import compose
+    from vreid_lightning.runner.stages import stage_config
+
+    cfg = compose([f"+experiment={experiment}"], tmp_path)
+    got = [stage_config(cfg, s).data.train_transform.get("autoaugment", "none") for s in ("stage1", "stage2")]
+    assert got == [stage1, stage2]

@@ -316,6 +316,10 @@ class ReIDDataModule(L.LightningDataModule):
             self.input_norm = _input_norm(**dict(input_norm or {}))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"data.input_norm: {e}") from None
+        try:  # a bad train option (e.g. autoaugment=foo) fails here, not in the first training batch
+            build_train_transform(self.image_size, **{**self.input_norm, **self.train_transform_options})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.train_transform={self.train_transform_options}: {e}") from None
         self._ready = False
 
     # ------------------------------------------------------------------ preparation

@@ -1,6 +1,6 @@
 """Image pipelines (torchvision.transforms.v2): PIL image in, float32 CHW normalised tensor out.
 
-Train: warp-resize to (height, width), zero-pad + random crop back, horizontal flip, optional colour
+Train: optional AutoAugment, warp-resize to (height, width), zero-pad + random crop back, horizontal flip, optional colour
 jitter, float conversion, normalisation, random erasing. Each augmentation is off when its argument
 is 0. Test: warp-resize, float conversion, normalisation. Images are always brought to 3 channels
 (a greyscale image is repeated), so a dataset of mixed modes batches.
@@ -13,13 +13,16 @@ from collections.abc import Mapping, Sequence
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "RAM_MEAN_BGR", "build_train_transform",
-           "build_test_transform", "test_input_size", "denormalize", "input_norm"]
+__all__ = ["AUTOAUGMENT_POLICIES", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "RAM_MEAN_BGR",
+           "build_train_transform", "build_test_transform", "test_input_size", "denormalize", "input_norm"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 RAM_MEAN_BGR = (102.7, 115.8, 123.5)  # RAM authors' mean pixel, B G R in 0-255 (train_RAM_finetune.prototxt:28-32)
+# ``autoaugment`` values: torchvision's AutoAugment policy, or None for off
+AUTOAUGMENT_POLICIES = {"none": None, "imagenet": v2.AutoAugmentPolicy.IMAGENET}
+AUTOAUGMENT_FILL = 128  # the grey the VehicleNet authors fill sheared / rotated borders with (autoaugment.py:19,193)
 
 
 class _ToBGR(torch.nn.Module):
@@ -102,6 +105,7 @@ def build_train_transform(
     resized_crop: Mapping[str, Sequence[float]] | None = None,
     channels: str = "rgb",
     pixel_range: float = 1.0,
+    autoaugment: str = "none",
 ) -> v2.Compose:
     """Training pipeline.
 
@@ -118,6 +122,10 @@ def build_train_transform(
         resized_crop: ``{scale: [lo, hi], ratio: [lo, hi]}``: after the padding, a RandomResizedCrop back to
             ``size`` instead of a plain random crop (VehicleNet authors: Pad(15) + RandomResizedCrop(scale
             (0.75, 1), ratio (0.75, 1.3333)), train_2020.py:118-122).
+        autoaugment: ``none`` (default) or ``imagenet``: torchvision's AutoAugment ImageNet policy (nearest
+            interpolation, borders filled with grey 128) as the first step, on the decoded image before the
+            resize (VehicleNet authors' ``--autoaug``: ``[ImageNetPolicy()] + transform_train_list``,
+            train_2020.py:171), applied to every training image.
 
     Returns:
         A callable mapping a PIL image (or uint8 CHW tensor) to a float32 (3, H, W) tensor.
@@ -127,9 +135,14 @@ def build_train_transform(
     flip = _check_prob("flip", flip)
     random_erasing = _check_prob("random_erasing", random_erasing)
     mode = _interpolation(interpolation)
+    if autoaugment not in AUTOAUGMENT_POLICIES:
+        raise ValueError(f"transforms: autoaugment must be one of {list(AUTOAUGMENT_POLICIES)}, got {autoaugment!r}")
     if pad < 0 or color_jitter < 0:
         raise ValueError(f"transforms: pad and color_jitter must be >= 0, got pad={pad}, color_jitter={color_jitter}")
     geometric: list[v2.Transform] = [v2.Resize((h, w), interpolation=mode, antialias=True)]
+    policy = AUTOAUGMENT_POLICIES[autoaugment]
+    if policy is not None:
+        geometric.insert(0, v2.AutoAugment(policy, interpolation=v2.InterpolationMode.NEAREST, fill=AUTOAUGMENT_FILL))
     if resized_crop is not None:
         extra = set(resized_crop) - {"scale", "ratio"}
         if extra or len(resized_crop.get("scale", ())) != 2 or len(resized_crop.get("ratio", ())) != 2:
