@@ -81,6 +81,19 @@ def test_test_sizes_on_an_image_protocol_dataset_is_one_error_not_ignored(tmp_pa
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("sampler, expected", [
+    ("pk", r"data.batch_size=4096 \(data.sampler=pk, data.num_instances=2\) on \d+ training images of \d+ identities: PKSampler"),
+    ("shuffle", r"data.batch_size=4096 \(data.sampler=shuffle\) on \d+ training images .*not one whole batch"),
+])
+def test_a_batch_the_training_set_cannot_fill_is_one_error_naming_the_key(tmp_path: Path, veri_world: Path,
+                                                                         sampler: str, expected: str):
+    from vreid_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=expected):
+        _run([*PLAIN, f"data.sampler={sampler}", "data.batch_size=4096"], tmp_path / "run")
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
 # ---------------------------------------------------------------- item 7: degenerate models
 def test_ram_regions_on_a_map_too_short_are_refused_before_training(tmp_path: Path, veri_world: Path):
     from vreid_lightning.errors import ConfigError

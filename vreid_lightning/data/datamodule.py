@@ -491,7 +491,16 @@ class ReIDDataModule(L.LightningDataModule):
                                   f"{sampler.batch_size}: set them equal")
             return self._loader(ds, self.batch_size, sampler, train=True)
         extra = {"k": self.num_instances} if self.sampler_name == "pk" else {}
-        sampler = build_sampler(self.sampler_name, self.train_pids, self.batch_size, seed=self.seed, **extra)
+        what = (f"data.batch_size={self.batch_size} (data.sampler={self.sampler_name}"
+                + (f", data.num_instances={self.num_instances}" if extra else "") + f") on {len(self.train_pids)} "
+                f"training images of {len(set(np.asarray(self.train_pids).tolist()))} identities")
+        try:
+            sampler = build_sampler(self.sampler_name, self.train_pids, self.batch_size, seed=self.seed, **extra)
+        except ValueError as e:
+            raise ConfigError(f"{what}: {e}") from None
+        if len(sampler) < self.batch_size:  # incomplete batches are dropped: the epoch would have no step at all
+            raise ConfigError(f"{what}: an epoch gives {len(sampler)} samples per process, not one whole batch "
+                              "(incomplete training batches are dropped); lower data.batch_size")
         return self._loader(ds, self.batch_size, sampler, train=True)
 
     def _eval_loader(self, eval_set: EvalSet) -> DataLoader:
