@@ -45,7 +45,7 @@ printf 'inputsize: %s\nh: %s\nw: %s\nstride: %s\npool: avg\nPCB: false\nuse_dens
 "$PY" -m vreid_lightning.convert "$FMT" "$WORK/standin/net_last.pth" "$WORK/imported.ckpt" --opts "$WORK/standin/opts.yaml"
 "$PY" -m vreid_lightning +experiment="vehiclenet_${LAYOUT}_authors" backbone="$BACKBONE" backbone.pretrained=false \
   backbone.last_stride="$STRIDE" inputsize="$INPUT" trainer=cpu logger=none data.root="$WORK/world" \
-  data.num_workers=0 data.pin_memory=false data.eval_batch_size=8 model.figures=0 \
+  data.num_workers=0 data.pin_memory=false data.eval_batch_size=8 model.figures=null \
   source_set=none run_stages=[stage2] train=false ckpt_path="$WORK/imported.ckpt" paths.output_dir="$WORK/run" \
   hydra.run.dir="$WORK/run" ${MS:+"model.evaluation.scales=[$MS]"}
 NPZ="$(find "$WORK/run" -name features.npz | head -1)"
