@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vreid_lightning.errors import ConfigError
+from vreid_lightning.torch_files import load_or_error
 
 __all__ = ["LastCheckpoint", "BestCheckpoint", "FinalEpochValidation", "read_checkpoint", "has_held_out_split",
            "atomic_torch_save"]
@@ -50,13 +49,8 @@ def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dic
                           f"{p / 'checkpoints' / 'last.ckpt'}; resume=RUN_DIR continues a run directory)")
     if not p.is_file():
         raise ConfigError(f"{key}: checkpoint {p} does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, ImportError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
-        reason = " ".join(str(e).split())[:160]
-        raise ConfigError(f"{key}: {p} is not a readable checkpoint (corrupt, half-written or another file "
-                          f"type: {type(e).__name__}: {reason})") from None
+    ckpt = load_or_error(p, weights_only=False, width=160, error=lambda why: ConfigError(
+        f"{key}: {p} is not a readable checkpoint (corrupt, half-written or another file type: {why})"))
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"{key}: {p} is not a Lightning checkpoint (no 'state_dict' in it)")
     return ckpt

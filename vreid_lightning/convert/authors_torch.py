@@ -9,8 +9,6 @@ naming the file.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor
 
 from vreid_lightning.errors import ConfigError
+from vreid_lightning.torch_files import load_or_error
 
 __all__ = ["AuthorsCheckpointError", "read_state_dict", "strip_module_prefix", "remap_strict",
            "write_suite_checkpoint"]
@@ -45,13 +44,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     p = Path(path)
     if not p.is_file():
         raise AuthorsCheckpointError(f"{p}: no such file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, ImportError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
-        reason = " ".join(str(e).split())[:200]
-        raise AuthorsCheckpointError(f"{p}: not a readable torch checkpoint (truncated, corrupt or another file "
-                                     f"type: {type(e).__name__}: {reason})") from None
+    obj = load_or_error(p, weights_only=True, error=lambda why: AuthorsCheckpointError(
+        f"{p}: not a readable torch checkpoint (truncated, corrupt or another file type: {why})"))
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # a {'state_dict': ...} wrapper (fine_tune.py's checkpoint.pth.tar style)
     if not isinstance(obj, Mapping) or not obj:
